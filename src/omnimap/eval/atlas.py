@@ -1,0 +1,205 @@
+"""``omnimap evaluate atlas``: the model on blocks of the globe it never saw.
+
+1. Retrieval (Sat2Cap protocol): held-out samples, student embedding vs teacher
+   embedding of the sample's description, both directions, one row per input mode.
+   Ranks are 1-based; an identical description counts as a match.
+2. Zero-shot land cover: time-free maps of prompts worded unlike any training
+   description, scored by ROC-AUC against MODIS class masks on the held-out blocks.
+3. Time: maps that change only in ``when`` move the right way for night, daylight,
+   winter and summer prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+
+from omnimap.atlas.dataset import build_set
+from omnimap.atlas.layers import GroundLayers
+from omnimap.atlas.prompts import LAND_COVER_PROMPTS, TIME_PROMPTS
+from omnimap.atlas.sampling import HoldOut
+from omnimap.eval.retrieval import both_directions
+from omnimap.fileio import write_json_atomic
+from omnimap.geo.grid import LatLonGrid
+from omnimap.geo.timefeat import LocalTime, When, local_times
+from omnimap.maps.engine import MODES, Embedder
+from omnimap.models.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+EVAL_SEED = 20_240_601  # differs from any training seed
+MAP_RESOLUTION = 0.1
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U), ties counted half."""
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def retrieval_rows(embedder: Embedder, data, teacher_vectors: np.ndarray) -> dict[str, dict]:
+    overhead = embedder.overhead(data.lon.astype(np.float64), data.lat.astype(np.float64))
+    local = data.local_time()
+    rows = {}
+    for mode in MODES:
+        student = embedder.fused(data.lon, data.lat, local, mode, overhead=overhead)
+        both = both_directions(student, teacher_vectors, labels=data.text_index)
+        rows[mode] = {"overhead_to_ground": both["forward"], "ground_to_overhead": both["backward"]}
+    return rows
+
+
+def _heldout_cells(holdout: HoldOut, layers: GroundLayers):
+    """Cell centres of every held-out block at MAP_RESOLUTION, and their truth class."""
+    lons, lats = [], []
+    for box in holdout.bboxes():
+        lon, lat = LatLonGrid.from_bbox(box, MAP_RESOLUTION).centers()
+        lons.append(lon)
+        lats.append(lat)
+    lon, lat = np.concatenate(lons), np.concatenate(lats)
+    truth = layers.land_cover_counts(lon, lat, half=1).argmax(axis=1)  # majority of 3x3 MODIS px
+    return lon, lat, truth
+
+
+def _scores(
+    embedder: Embedder, lon, lat, queries: np.ndarray, when: When | None, mode: str, overhead
+) -> np.ndarray:
+    local = local_times(when, lon) if when is not None else None
+    out = np.empty((len(queries), len(lon)), dtype=np.float32)
+    step = 100_000
+    for s in range(0, len(lon), step):
+        part = _slice(local, s, step) if local is not None else None
+        emb = embedder.fused(
+            lon[s : s + step], lat[s : s + step], part, mode, overhead[s : s + step]
+        )
+        out[:, s : s + step] = queries @ emb.T
+    return out
+
+
+def _slice(local: LocalTime, start: int, step: int) -> LocalTime:
+    return LocalTime(
+        *(
+            getattr(local, f)[start : start + step]
+            for f in ("year", "month", "day", "hour", "day_of_year")
+        )
+    )
+
+
+def land_cover_auc(embedder: Embedder, teacher, lon, lat, truth, overhead) -> dict:
+    prompts = list(LAND_COVER_PROMPTS)
+    queries = teacher.embed(prompts)
+    out = {}
+    for mode in ("no_time", "imagery_only"):
+        scores = _scores(embedder, lon, lat, queries, None, mode, overhead)
+        per_prompt = {}
+        for i, prompt in enumerate(prompts):
+            positive = np.isin(truth, LAND_COVER_PROMPTS[prompt])
+            per_prompt[prompt] = {
+                "auc": roc_auc(scores[i], positive),
+                "positives": int(positive.sum()),
+            }
+        aucs = [v["auc"] for v in per_prompt.values() if np.isfinite(v["auc"])]
+        out[mode] = {"mean_auc": float(np.mean(aucs)), "prompts": per_prompt}
+    out["cells"] = len(lon)
+    return out
+
+
+def time_response(embedder: Embedder, teacher, lon, lat, truth, overhead) -> list[dict]:
+    land = truth != 0
+    results = []
+    for prompt, when_a, when_b, hemisphere, sign in TIME_PROMPTS:
+        if hemisphere == "all":
+            cells = np.ones(len(lon), bool)
+        else:
+            cells = land & ((lat >= 23.44) if hemisphere == "north" else (lat <= -23.44))
+        q = teacher.embed([prompt])
+        means = []
+        for when in (when_a, when_b):
+            s = _scores(
+                embedder, lon[cells], lat[cells], q, When.parse(when), "full", overhead[cells]
+            )
+            means.append(float(s.mean()))
+        delta = means[1] - means[0]
+        results.append({
+            "prompt": prompt, "cells": hemisphere, "n_cells": int(cells.sum()), "when_a": when_a, "when_b": when_b,
+            "mean_a": means[0], "mean_b": means[1], "delta": delta, "expected_sign": sign, "ok": bool(np.sign(delta) == sign),
+        })  # fmt: skip
+    return results
+
+
+def evaluate_atlas(
+    model: str = "atlas", samples: int = 10_000, out: str | Path | None = None
+) -> dict:
+    from omnimap.encoders import get_text_encoder
+
+    loaded = load_checkpoint(model)
+    holdout = HoldOut.from_json(loaded.config["holdout"])
+    layers = GroundLayers()
+    embedder = Embedder(loaded)
+    teacher = get_text_encoder(loaded.config["teacher"]["name"])
+
+    phrasings = int(loaded.config.get("training", {}).get("phrasings", 3))
+    data = build_set(layers, samples, seed=EVAL_SEED, accept=holdout.contains, variants=phrasings)
+    teacher_vectors = teacher.embed(data.texts, progress=True)[data.text_index]
+    metrics = {
+        "model": loaded.name,
+        "weights_digest": loaded.config["weights_digest"],
+        "holdout_blocks": len(holdout.blocks),
+        "retrieval": {
+            "samples": len(data),
+            "distinct_descriptions": len(data.texts),
+            "modes": retrieval_rows(embedder, data, teacher_vectors),
+        },
+    }
+    lon, lat, truth = _heldout_cells(holdout, layers)
+    overhead = embedder.overhead(lon, lat)
+    metrics["land_cover"] = land_cover_auc(embedder, teacher, lon, lat, truth, overhead)
+    metrics["time"] = time_response(embedder, teacher, lon, lat, truth, overhead)
+    if out is not None:
+        write_json_atomic(out, metrics)
+    return metrics
+
+
+def format_report(m: dict) -> str:
+    lines = [f"model {m['model']} on {m['holdout_blocks']} held-out blocks", ""]
+    r = m["retrieval"]
+    lines.append(
+        f"Retrieval, {r['samples']} held-out samples ({r['distinct_descriptions']} distinct descriptions)"
+    )
+    lines.append(f"{'inputs':16s} {'overhead->ground':>34s}   {'ground->overhead':>34s}")
+    lines.append(
+        f"{'':16s} {'R@1':>7s} {'R@5':>7s} {'R@10':>7s} {'med':>8s}   {'R@1':>7s} {'R@5':>7s} {'R@10':>7s} {'med':>8s}"
+    )
+    for mode, row in r["modes"].items():
+        cells = []
+        for direction in ("overhead_to_ground", "ground_to_overhead"):
+            d = row[direction]
+            cells.append(
+                f"{d['R@1']:7.3f} {d['R@5']:7.3f} {d['R@10']:7.3f} {d['median_rank']:8.1f}"
+            )
+        lines.append(f"{mode:16s} {cells[0]}   {cells[1]}")
+    lc = m["land_cover"]
+    lines += [
+        "",
+        f"Zero-shot land cover, ROC-AUC on {lc['cells']} held-out cells at {MAP_RESOLUTION} deg (time-free map)",
+    ]
+    for prompt, v in lc["no_time"]["prompts"].items():
+        img = lc["imagery_only"]["prompts"][prompt]["auc"]
+        lines.append(
+            f"  {prompt:34s} {v['auc']:.3f}  (imagery only {img:.3f}, {v['positives']} positive cells)"
+        )
+    lines.append(
+        f"  {'mean':34s} {lc['no_time']['mean_auc']:.3f}  (imagery only {lc['imagery_only']['mean_auc']:.3f})"
+    )
+    lines += ["", "Time response (mean score over the cells; only --when changes)"]
+    for t in m["time"]:
+        mark = "ok" if t["ok"] else "WRONG"
+        lines.append(
+            f"  {t['prompt']:30s} {t['cells']:5s} {t['when_a']} -> {t['when_b']}: {t['mean_a']:+.4f} -> {t['mean_b']:+.4f}  {mark}"
+        )
+    return "\n".join(lines)

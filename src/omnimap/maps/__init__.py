@@ -1,0 +1,1 @@
+"""Maps: the query engine, its cache and the map files."""

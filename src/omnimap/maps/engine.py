@@ -1,0 +1,236 @@
+"""The query engine: region -> grid -> cell embeddings (cached) -> scores.
+
+A cell's embedding is normalize(o + m): o from the overhead patch (time-free, costly,
+cached per model and grid), m from location and time (a small MLP, cheap). Maps at a
+new time reuse o; a second prompt at the same time reuses the fused embeddings, kept
+in memory and on disk, so it costs one matrix-vector product.
+
+Modes (which inputs the student sees): "full" (imagery, location, time), "no_time"
+(imagery, location: the time-free map), "imagery_only", "no_imagery" (location and
+time), "location_only".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from omnimap.data.imagery import ImagerySource, blue_marble
+from omnimap.encoders import get_text_encoder
+from omnimap.errors import DataError, InputError
+from omnimap.geo.grid import LatLonGrid
+from omnimap.geo.timefeat import LocalTime, When, local_times, metadata_features
+from omnimap.maps.cache import ArrayCache
+from omnimap.models.checkpoint import LoadedModel, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+MODES = {  # mode -> (uses imagery, uses location, uses time)
+    "full": (True, True, True),
+    "no_time": (True, True, False),
+    "imagery_only": (True, False, False),
+    "no_imagery": (False, True, True),
+    "location_only": (False, True, False),
+}
+BATCH = 4096  # cells per forward pass: big enough for fast GEMMs, small enough for cache
+CHUNK_CELLS = 262_144  # cells per streamed chunk (~400 MB of float32 at D=384)
+MEMORY_BUDGET_BYTES = 2 * 1024**3  # fused embeddings kept in RAM up to this size
+# Fused (per-time) embeddings go to disk only up to this size: beyond it, rebuilding
+# them from the cached overhead part costs about as much as reading them back.
+FUSED_DISK_LIMIT_BYTES = 512 * 1024**2
+
+
+def mode_for(when: When | None) -> str:
+    return "full" if when is not None else "no_time"
+
+
+class Embedder:
+    """Runs a student over cells: overhead, dynamic and fused embeddings."""
+
+    def __init__(self, model: LoadedModel, imagery: ImagerySource | None = None):
+        self.model = model
+        patch = int(model.config["imagery"]["patch_size"])
+        self.imagery = imagery if imagery is not None else blue_marble(patch)
+        self.dim = int(model.config["dim"])
+
+    @torch.inference_mode()
+    def overhead(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        out = np.empty((len(lon), self.dim), dtype=np.float32)
+        for s in range(0, len(lon), BATCH):
+            patches = torch.from_numpy(self.imagery.patches(lon[s : s + BATCH], lat[s : s + BATCH]))
+            out[s : s + BATCH] = self.model.student.encode_overhead(patches).numpy()
+        return out
+
+    @torch.inference_mode()
+    def dynamic(self, meta: np.ndarray) -> np.ndarray:
+        out = np.empty((len(meta), self.dim), dtype=np.float32)
+        for s in range(0, len(meta), BATCH * 4):
+            out[s : s + BATCH * 4] = self.model.student.encode_dynamic(
+                torch.from_numpy(meta[s : s + BATCH * 4])
+            ).numpy()
+        return out
+
+    def fused(
+        self, lon, lat, local: LocalTime | None, mode: str, overhead: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(N, D) unit vectors for cells, under a mode. ``overhead`` may be given (cached)."""
+        use_img, use_loc, use_time = MODES[mode]
+        total = np.zeros((len(lon), self.dim), dtype=np.float32)
+        if use_img:
+            total += self.overhead(lon, lat) if overhead is None else overhead
+        if use_loc:
+            meta = metadata_features(lon, lat, local if use_time else None)
+            total += self.dynamic(meta)
+        norms = np.linalg.norm(total, axis=1, keepdims=True)
+        np.divide(total, np.maximum(norms, 1e-12), out=total)
+        return total
+
+
+class MapEngine:
+    """Scores prompts over grids with a model; one instance serves many queries."""
+
+    def __init__(
+        self,
+        model: str | LoadedModel = "atlas",
+        cache: ArrayCache | None = None,
+        use_cache: bool = True,
+    ):
+        self.model = model if isinstance(model, LoadedModel) else load_checkpoint(model)
+        self.embedder = Embedder(self.model)
+        self.teacher = get_text_encoder(self.model.config["teacher"]["name"])
+        self.cache = cache if cache is not None else ArrayCache()
+        self.use_cache = use_cache
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # -- prompts ---------------------------------------------------------------
+
+    def embed_prompts(self, prompts: list[str]) -> np.ndarray:
+        clean = []
+        for p in prompts:
+            p = (p or "").strip()
+            if not p:
+                raise InputError(
+                    "prompt is empty; describe what to map, e.g. 'snow-covered mountains'"
+                )
+            if len(p) > 1000:
+                raise InputError(f"prompt is {len(p)} characters long; the limit is 1000")
+            clean.append(p)
+        vectors = self.teacher.embed(clean)
+        if vectors.shape[1] != self.embedder.dim:
+            raise DataError(
+                f"teacher gives {vectors.shape[1]}-d vectors but the model predicts {self.embedder.dim}-d"
+            )
+        return vectors
+
+    # -- cell embeddings -------------------------------------------------------
+
+    def _keys(self, grid: LatLonGrid, when: When | None, mode: str) -> tuple[str, str]:
+        base = f"{self.model.key}|{self.embedder.imagery.key}|{grid.key}"
+        time_key = when.key if (when is not None and MODES[mode][2]) else "none"
+        return f"overhead|{base}", f"fused|{base}|{mode}|{time_key}"
+
+    def _overhead_chunks(self, grid: LatLonGrid) -> Iterator[tuple[int, int, np.ndarray | None]]:
+        """(row_start, row_stop, overhead) per chunk, from the cache or computed (and
+        cached when the entry is small enough). Overhead embeddings are stored as
+        float16 and always rounded so, cold or cached, a map gets the same numbers."""
+        key, _ = self._keys(grid, None, "no_time")
+        shape = (grid.size, self.embedder.dim)
+        cached = self.cache.get(key) if self.use_cache else None
+        chunks = list(grid.row_chunks(CHUNK_CELLS))
+        if cached is not None and cached.shape == shape:
+            for r0, r1 in chunks:
+                yield r0, r1, cached.read_rows(r0 * grid.ncols, r1 * grid.ncols).astype(np.float32)
+            return
+
+        def computed():
+            for r0, r1 in chunks:
+                o = self.embedder.overhead(*grid.centers(r0, r1)).astype(np.float16)
+                yield r0, r1, o
+
+        if not (self.use_cache and self.cache.fits(shape, np.float16)):
+            for r0, r1, o in computed():
+                yield r0, r1, o.astype(np.float32)
+            return
+        with self.cache.writer(key, shape, np.float16) as writer:
+            for r0, r1, o in computed():
+                writer.write(o)
+                yield r0, r1, o.astype(np.float32)
+
+    def _fused_chunks(
+        self, grid: LatLonGrid, when: When | None, mode: str
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        use_img = MODES[mode][0]
+        source = (
+            self._overhead_chunks(grid)
+            if use_img
+            else ((a, b, None) for a, b in grid.row_chunks(CHUNK_CELLS))
+        )
+        for r0, r1, o in source:
+            lon, lat = grid.centers(r0, r1)
+            local = local_times(when, lon) if when is not None else None
+            yield r0, r1, self.embedder.fused(lon, lat, local, mode, overhead=o)
+
+    def cell_embeddings(
+        self, grid: LatLonGrid, when: When | None = None, mode: str | None = None
+    ) -> np.ndarray:
+        """(cells, D) fused embeddings of a grid that fits in memory (cached)."""
+        mode = mode or mode_for(when)
+        _, key = self._keys(grid, when, mode)
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        shape = (grid.size, self.embedder.dim)
+        if shape[0] * shape[1] * 4 > MEMORY_BUDGET_BYTES:
+            raise InputError(
+                f"{grid.size:,} cells do not fit the in-memory budget; use score() which streams"
+            )
+        cached = self.cache.get(key) if self.use_cache else None
+        if cached is not None and cached.shape == shape:
+            emb = cached.read()
+        else:
+            emb = np.empty(shape, dtype=np.float32)
+            for r0, r1, f in self._fused_chunks(grid, when, mode):
+                emb[r0 * grid.ncols : r1 * grid.ncols] = f
+            if self.use_cache and self.cache.fits(shape, np.float32, FUSED_DISK_LIMIT_BYTES):
+                with self.cache.writer(key, shape, np.float32) as writer:
+                    writer.write(emb)
+        self._remember(key, emb)
+        return emb
+
+    def _remember(self, key: str, emb: np.ndarray) -> None:
+        self._memory[key] = emb
+        while (
+            sum(a.nbytes for a in self._memory.values()) > MEMORY_BUDGET_BYTES
+            and len(self._memory) > 1
+        ):
+            self._memory.popitem(last=False)
+
+    # -- scores ----------------------------------------------------------------
+
+    def score(
+        self,
+        prompts: list[str] | str,
+        grid: LatLonGrid,
+        when: When | None = None,
+        mode: str | None = None,
+    ) -> np.ndarray:
+        """Cosine similarity maps, (P, nrows, ncols) float32 (or (nrows, ncols) for one prompt)."""
+        single = isinstance(prompts, str)
+        q = self.embed_prompts([prompts] if single else list(prompts))
+        mode = mode or mode_for(when)
+        if grid.size * self.embedder.dim * 4 <= MEMORY_BUDGET_BYTES:
+            flat = (
+                q @ self.cell_embeddings(grid, when, mode).T
+                if len(q) > 1
+                else (self.cell_embeddings(grid, when, mode) @ q[0])[None]
+            )
+        else:  # stream: never holds more than one chunk of embeddings
+            flat = np.empty((len(q), grid.size), dtype=np.float32)
+            for r0, r1, f in self._fused_chunks(grid, when, mode):
+                flat[:, r0 * grid.ncols : r1 * grid.ncols] = (f @ q.T).T
+        out = flat.reshape(len(q), grid.nrows, grid.ncols)
+        return out[0] if single else out

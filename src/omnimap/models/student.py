@@ -1,0 +1,55 @@
+"""The student: s = normalize(overhead(patch) + dynamic(location, time)).
+
+The overhead part does not depend on time, so maps at a new time reuse it and only
+re-run the small dynamic MLP.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnimap.models.dynamic import DynamicEncoder
+from omnimap.models.overhead import PatchCNN
+
+OVERHEAD_TYPES = {"patch_cnn": PatchCNN}
+
+
+class Student(nn.Module):
+    def __init__(self, overhead: nn.Module, dynamic: DynamicEncoder):
+        super().__init__()
+        self.overhead = overhead
+        self.dynamic = dynamic
+
+    def encode_overhead(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.overhead(patches)
+
+    def encode_dynamic(self, meta: torch.Tensor) -> torch.Tensor:
+        return self.dynamic(meta)
+
+    @staticmethod
+    def fuse(o: torch.Tensor | None, m: torch.Tensor | None) -> torch.Tensor:
+        """normalize(o + m); either part may be absent (an ablation or dropout)."""
+        if o is None and m is None:
+            raise ValueError("fuse needs at least one of the overhead and dynamic embeddings")
+        total = o if m is None else (m if o is None else o + m)
+        return F.normalize(total, dim=-1)
+
+    def forward(self, patches: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        return self.fuse(self.encode_overhead(patches), self.encode_dynamic(meta))
+
+
+def build_student(config: dict) -> Student:
+    """A student from the architecture part of a checkpoint config."""
+    dim = int(config["dim"])
+    spec = dict(config["overhead"])
+    kind = spec.pop("type")
+    if kind not in OVERHEAD_TYPES:
+        raise ValueError(f"unknown overhead encoder type {kind!r}; known: {sorted(OVERHEAD_TYPES)}")
+    overhead = OVERHEAD_TYPES[kind](dim=dim, **spec)
+    dyn = dict(config.get("dynamic", {}))
+    dynamic = DynamicEncoder(
+        dim, n_inputs=int(dyn.get("inputs", 12)), hidden=int(dyn.get("hidden", 64))
+    )
+    return Student(overhead, dynamic)

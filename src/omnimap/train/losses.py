@@ -1,0 +1,133 @@
+"""Contrastive losses for cross-view distillation.
+
+- ``queue_infonce``: student -> teacher cross-entropy over the batch's teacher
+  embeddings plus a FIFO queue of earlier ones (Sat2Cap). Entries whose label equals
+  the anchor's (an identical description) are masked out: they are not negatives.
+- ``symmetric_infonce``: CLIP's two-way loss between two embedding sets.
+- ``multi_pair_infonce``: GeoCLAP-style, one symmetric loss per modality pair, each
+  with its own temperature.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+class LogitScale(nn.Module):
+    """Learnable inverse temperature, stored as a log, clamped at 100 (CLIP)."""
+
+    def __init__(self, init_temperature: float = 0.07):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+
+    def forward(self) -> torch.Tensor:
+        return self.log_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+
+def queue_infonce(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,
+    queue: torch.Tensor | None = None, queue_labels: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Mean cross-entropy of each student row against [batch teachers | queue].
+
+    student, teacher: (B, D) unit vectors, row i of each is a positive pair.
+    labels: (B,) or (B, L) ids; two rows agreeing on any column mean the same thing
+    (e.g. an identical description) and are not negatives of each other.
+    queue, queue_labels: (Q, D) and (Q,) / (Q, L) earlier teacher embeddings (or None).
+    """
+    keys, key_labels = teacher, labels
+    if queue is not None and len(queue):
+        keys = torch.cat([teacher, queue], dim=0)
+        key_labels = torch.cat([labels, queue_labels], dim=0)
+    logits = scale * student @ keys.T  # (B, B+Q)
+    same = _same_meaning(labels, key_labels)
+    own = torch.zeros_like(same)
+    own[:, : len(labels)] = torch.eye(len(labels), dtype=torch.bool, device=same.device)
+    logits = logits.masked_fill(same & ~own, float("-inf"))
+    target = torch.arange(len(labels), device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def _same_meaning(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) bool: rows agreeing on any label column."""
+    a2, b2 = (a.unsqueeze(1) if a.dim() == 1 else a), (b.unsqueeze(1) if b.dim() == 1 else b)
+    return (a2[:, None, :] == b2[None, :, :]).any(dim=-1)
+
+
+def symmetric_infonce(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CLIP loss: mean of a->b and b->a cross-entropy; equal labels are not negatives."""
+    logits = scale * a @ b.T
+    if labels is not None:
+        same = _same_meaning(labels, labels)
+        eye = torch.eye(len(labels), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(len(a), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def multi_pair_infonce(
+    embeddings: dict[str, torch.Tensor], scales: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Sum of symmetric losses over every pair of modalities; ``scales`` is keyed
+    by "a|b" with a < b alphabetically."""
+    names = sorted(embeddings)
+    total = embeddings[names[0]].new_zeros(())
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            total = total + symmetric_infonce(embeddings[a], embeddings[b], scales[f"{a}|{b}"])
+    return total
+
+
+class TeacherQueue:
+    """FIFO of teacher embeddings and their labels; size a multiple of the batch."""
+
+    def __init__(self, size: int, dim: int, batch_size: int, label_columns: int = 1):
+        if size % batch_size != 0:
+            raise ValueError(
+                f"queue size {size} must be a multiple of the global batch size {batch_size}"
+            )
+        self.vectors = torch.zeros(size, dim)
+        shape = (size,) if label_columns == 1 else (size, label_columns)
+        self.labels = torch.full(shape, -1, dtype=torch.long)
+        self.ptr = 0
+        self.filled = 0
+
+    def fill(self, vectors: torch.Tensor, labels: torch.Tensor) -> None:
+        """Pre-fill from a random sample of the training set (no cold start)."""
+        n = min(len(vectors), len(self.vectors))
+        self.vectors[:n] = vectors[:n]
+        self.labels[:n] = labels[:n]
+        self.filled = n
+        self.ptr = n % len(self.vectors)
+
+    def push(self, vectors: torch.Tensor, labels: torch.Tensor) -> None:
+        n = len(vectors)
+        idx = (self.ptr + torch.arange(n)) % len(self.vectors)
+        self.vectors[idx] = vectors.detach()
+        self.labels[idx] = labels
+        self.ptr = int((self.ptr + n) % len(self.vectors))
+        self.filled = min(len(self.vectors), self.filled + n)
+
+    def current(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vectors[: self.filled], self.labels[: self.filled]
+
+    def state_dict(self) -> dict:
+        return {
+            "vectors": self.vectors,
+            "labels": self.labels,
+            "ptr": torch.tensor(self.ptr),
+            "filled": torch.tensor(self.filled),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors.copy_(state["vectors"])
+        self.labels.copy_(state["labels"])
+        self.ptr, self.filled = int(state["ptr"]), int(state["filled"])

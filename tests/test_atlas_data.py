@@ -1,0 +1,148 @@
+"""The atlas's ground truth: facts at known places, descriptions, the hold-out."""
+
+import numpy as np
+import pytest
+
+from omnimap.atlas import describe as D
+from omnimap.atlas import facts as F
+from omnimap.atlas.dataset import build_set
+from omnimap.atlas.layers import GroundLayers
+from omnimap.atlas.prompts import LAND_COVER_PROMPTS, content_words, words
+from omnimap.atlas.sampling import HoldOut, choose_holdout
+
+
+@pytest.fixture(scope="module")
+def layers():
+    return GroundLayers()
+
+
+def _training_vocabulary() -> set[str]:
+    vocab = set()
+    for phrase in D.all_phrases():
+        vocab |= set(words(phrase))
+    return vocab
+
+
+def test_evaluation_prompts_share_no_word_with_training_descriptions():
+    vocab = _training_vocabulary()
+    assert len(vocab) > 250
+    for prompt in LAND_COVER_PROMPTS:
+        for w in content_words(prompt):
+            # same word, same 5-letter stem, or a longer word built on a short one
+            clash = [
+                t
+                for t in vocab
+                if t == w or (len(w) >= 5 and t[:5] == w[:5]) or (len(w) < 5 and t.startswith(w))
+            ]
+            assert not clash, f"prompt {prompt!r}: {w!r} resembles training words {clash}"
+
+
+def test_every_class_and_time_has_several_phrasings():
+    for cls, by_season in D.LAND_COVER.items():
+        assert len(by_season[None]) >= 3, cls
+    for table in (D.TIME_OF_DAY, D.SEASON, D.SETTLEMENT, D.TERRAIN):
+        assert all(len(v) >= 3 for v in table.values())
+
+
+PLACES = {  # name: (lon, lat)
+    "sahara": (5.0, 25.0),
+    "amazon": (-62.0, -4.0),
+    "greenland": (-40.0, 72.0),
+    "alps": (7.8, 46.0),
+    "paris": (2.35, 48.86),
+    "mid_pacific": (-140.0, 0.0),
+    "iowa": (-93.5, 42.0),
+    "lake_victoria": (33.0, -1.0),
+}
+
+
+def test_facts_at_known_places(layers):
+    lon = np.array([p[0] for p in PLACES.values()])
+    lat = np.array([p[1] for p in PLACES.values()])
+    f = F.compute_facts(layers, lon, lat)
+    got = {name: {k: int(getattr(f, k)[i]) for k in ("surface", "land_cover", "terrain", "settlement", "coast", "snow")}
+           for i, name in enumerate(PLACES)}  # fmt: skip
+    assert got["sahara"]["land_cover"] == 16 and got["sahara"]["settlement"] == F.REMOTE
+    assert got["amazon"]["land_cover"] == 2
+    assert got["greenland"]["snow"] == F.PERMANENT_ICE
+    assert got["alps"]["terrain"] == F.MOUNTAINS
+    assert got["paris"]["settlement"] == F.METROPOLIS and got["paris"]["land_cover"] == 13
+    assert (
+        got["mid_pacific"]["surface"] == F.SURF_OCEAN
+        and got["mid_pacific"]["coast"] == F.FAR_OFFSHORE
+    )
+    assert got["iowa"]["land_cover"] == 12 and got["iowa"]["terrain"] == F.FLAT
+    assert got["lake_victoria"]["surface"] == F.SURF_LAKE
+
+
+def test_time_facts_follow_the_sun_and_the_hemisphere():
+    lat = np.array([45.0, 45.0, -45.0, 0.0, 80.0, 80.0])
+    doy = np.array([15, 196, 15, 80, 355, 172])  # mid-Jan, mid-Jul, mid-Jan, equinox, Dec, Jun
+    hour = np.array([12.0, 0.5, 12.0, 6.5, 12.0, 0.0])
+    tod = F.time_of_day(lat, doy, hour)
+    assert tod.tolist() == [F.MIDDAY, F.NIGHT, F.MIDDAY, F.SUNRISE, F.POLAR_NIGHT, F.MIDNIGHT_SUN]
+    season = F.season_of(lat, np.array([1, 7, 1, 3, 12, 6]))
+    assert season.tolist() == [F.WINTER, F.SUMMER, F.SUMMER, F.TROPICAL, F.WINTER, F.SUMMER]
+
+
+def test_seasonal_snow_in_continental_winter_not_in_summer(layers):
+    lon, lat = np.array([37.6, 37.6]), np.array([55.75, 55.75])  # Moscow
+    winter = F.compute_facts(
+        layers,
+        lon,
+        lat,
+        month=np.array([1, 7]),
+        day_of_year=np.array([15, 196]),
+        hour=np.array([12.0, 12.0]),
+    )
+    assert winter.snow.tolist() == [F.SEASONAL_SNOW, F.NO_SNOW]
+
+
+def test_descriptions_vary_and_identical_text_shares_an_id(layers):
+    rng = np.random.default_rng(0)
+    lon, lat = np.full(60, 2.35), np.full(60, 48.86)
+    f = F.compute_facts(
+        layers, lon, lat, month=np.full(60, 1), day_of_year=np.full(60, 15), hour=np.full(60, 23.0)
+    )
+    texts, index = D.describe(f, rng.integers(0, 3, 60))
+    assert 2 <= len(texts) <= 3  # one fact set, up to three phrasings
+    assert len(set(texts)) == len(texts)
+    for t in texts:
+        assert t[0].isupper() and t.endswith(".")
+        assert "night" in t or "dark" in t
+        assert "lights" in t  # a big city at night
+    assert sorted(set(index.tolist())) == list(range(len(texts)))
+
+
+def test_describe_is_deterministic():
+    row = np.array([1, 12, -1, 0, 0, 3, 4, 2, 0, 0], dtype=np.int8)
+    names = list(F.Facts.__dataclass_fields__)
+    text = D.describe_row(row, 1, names).lower()
+    assert text == D.describe_row(row, 1, names).lower()
+    assert "crop" in text and "summer" in text and "town" in text
+
+
+def test_holdout_blocks_are_never_trained_on(layers):
+    holdout = choose_holdout(layers, land_fraction=0.1, seed=3)
+    assert 10 <= len(holdout.blocks) <= 60
+    train = build_set(layers, 3000, seed=1, accept=lambda lo, la: ~holdout.near(lo, la))
+    assert not holdout.near(train.lon, train.lat).any()
+    held = build_set(layers, 500, seed=2, accept=holdout.contains)
+    assert holdout.contains(held.lon, held.lat).all()
+    # the buffer is wider than half an overhead patch (16 px of 1/15 deg)
+    assert holdout.buffer_deg > 8 / 15
+    again = HoldOut.from_json(holdout.to_json())
+    assert again.blocks == holdout.blocks
+
+
+def test_holdout_has_truth_for_every_prompt_class(layers):
+    holdout = choose_holdout(layers)
+    boxes = holdout.bboxes()
+    lc = layers.land_cover
+    counts = np.zeros(17, int)
+    for b in boxes:
+        r0, r1 = int((90 - b.north) / 0.05), int((90 - b.south) / 0.05)
+        c0, c1 = int((b.west + 180) / 0.05), int((b.east_unwrapped + 180) / 0.05)
+        counts += np.bincount(lc[r0:r1, c0:c1].ravel(), minlength=17)
+    for prompt, classes in LAND_COVER_PROMPTS.items():
+        assert counts[list(classes)].sum() >= 400, prompt
