@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT := out
 
-.PHONY: install dev demo test lint bench clean
+.PHONY: install dev demo test lint bench gallery web screenshot clean
 
 # torch is pinned here, not in pyproject: torch==2.13.0 is the local CPU build on these
 # machines, while an unpinned torch would pull a multi-GB CUDA build.
@@ -29,11 +29,25 @@ demo: install
 	$(BIN)/omnimap map "sand dunes" --out $(OUT)/world-dunes.tif
 	@echo "maps written to $(OUT)/ (GeoTIFF, PNG, GeoJSON)"
 
-test: dev
+# The web page: Leaflet from the npm registry, bundled by esbuild into the package.
+WEB_STAMP := src/omnimap/serve/static/index.html
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+$(WEB_STAMP): web/node_modules/.package-lock.json web/build.mjs $(wildcard web/src/*)
+	npm run --prefix web build
+web: $(WEB_STAMP)
+
+test: dev web
 	$(BIN)/python -m pytest -q
+
+screenshot: dev web
+	OMNIMAP_WEB_MODEL=atlas OMNIMAP_WEB_SCREENSHOT=docs/web-map.png $(BIN)/python -m pytest -q tests/test_web_browser.py
 
 lint: dev
 	$(BIN)/ruff check src tests benchmarks
+
+gallery: install
+	$(BIN)/python docs/make_gallery.py
 
 bench: dev
 	$(BIN)/python benchmarks/run_all.py

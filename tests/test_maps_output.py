@@ -167,9 +167,10 @@ def test_write_all_into_new_directory(tmp_path):
         "tif": "alps.tif",
         "png": "alps.png",
         "geojson": "alps.geojson",
+        "stac": "alps.stac.json",
     }
     assert all(p.is_file() for p in out.values())
-    assert listing(tmp_path / "new" / "deeper") == ["alps.geojson", "alps.png", "alps.tif"]
+    assert listing(tmp_path / "new" / "deeper") == ["alps.geojson", "alps.png", "alps.stac.json", "alps.tif"]
 
 
 def test_failed_geotiff_write_leaves_nothing(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from omnimap.errors import InputError, OmnimapError
+from omnimap.serve.cli import serve_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Zero-shot maps: map anything, anywhere, anytime.")  # fmt: skip
@@ -21,6 +22,7 @@ train_app = typer.Typer(no_args_is_help=True, help="Train models.")
 evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+app.command("serve")(serve_command)
 
 
 def _default_out(prompt: str) -> Path:
@@ -101,13 +103,24 @@ def evaluate_atlas_command(
     model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
     out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("atlas-metrics.json"),
     samples: Annotated[int, typer.Option(help="Held-out retrieval samples.")] = 10_000,
+    card: Annotated[
+        bool,
+        typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
+    ] = False,
 ) -> None:
     """Evaluate on the spatial hold-out: retrieval, zero-shot land-cover AUC, time response."""
+    from omnimap.atlas.card import write_card
     from omnimap.eval.atlas import evaluate_atlas, format_report
+    from omnimap.fileio import write_json_atomic
+    from omnimap.models.checkpoint import load_checkpoint
 
     metrics = evaluate_atlas(model, samples=samples, out=out)
     typer.echo(format_report(metrics))
     typer.echo(f"written {out}")
+    if card:
+        loaded = load_checkpoint(model)
+        write_json_atomic(loaded.path / "metrics.json", metrics)
+        typer.echo(f"written {write_card(loaded.path, loaded.config, metrics)}")
 
 
 def _read_json(path: Path) -> dict:

@@ -2,7 +2,12 @@
 
 Land-cover prompts map to the MODIS IGBP classes that count as "there" for the
 ROC-AUC test. No content word of these prompts appears in the description
-vocabulary (checked by tests/test_atlas_describe.py).
+vocabulary (checked by tests/test_atlas_data.py).
+
+IGBP's savanna classes also cover open boreal forest (in the held-out blocks most of
+their cells lie near 56 deg), which nobody would call a savanna with acacias; that
+prompt's truth is therefore limited to |lat| <= 35, and cells of its classes outside
+the band count as neither positive nor negative.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ LAND_COVER_PROMPTS: dict[str, tuple[int, ...]] = {
     "skyscrapers and traffic": (13,),
     "wheat and corn farms": (12, 14),
     "waves offshore": (0,),
-    "savanna with acacias": (8, 9),
+    "savanna with acacias": (8, 9),  # within PROMPT_MAX_ABS_LAT below
     "pine and spruce taiga": (1, 3),
     "swamp and marshland": (11,),
     "prairie": (10,),
     "sagebrush and cactus scrubland": (6, 7),
     "oak and maple woodland": (4, 5),
 }
+
+PROMPT_MAX_ABS_LAT = {"savanna with acacias": 35.0}
 
 # Prompts whose map should rise (+1) or fall (-1) between two times.
 # (prompt, when_a, when_b, hemisphere filter, expected sign of mean(b) - mean(a))

@@ -77,7 +77,7 @@ class HoldOut:
 
 def choose_holdout(
     layers: GroundLayers, land_fraction: float = 0.12, seed: int = 0, block_deg: float = 10.0,
-    classes_needed: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16), min_pixels: int = 400,
+    classes_needed: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16), min_pixels: int = 1500,
 ) -> HoldOut:  # fmt: skip
     """Random land blocks (area-weighted) until ``land_fraction`` of the land is held out, then more
     blocks (still in random order) until every class in ``classes_needed`` has at

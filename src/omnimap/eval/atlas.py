@@ -19,7 +19,7 @@ from scipy.stats import rankdata
 
 from omnimap.atlas.dataset import build_set
 from omnimap.atlas.layers import GroundLayers
-from omnimap.atlas.prompts import LAND_COVER_PROMPTS, TIME_PROMPTS
+from omnimap.atlas.prompts import LAND_COVER_PROMPTS, PROMPT_MAX_ABS_LAT, TIME_PROMPTS
 from omnimap.atlas.sampling import HoldOut
 from omnimap.eval.retrieval import both_directions
 from omnimap.fileio import write_json_atomic
@@ -41,6 +41,17 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
         return float("nan")
     r = rankdata(scores)
     return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def prompt_truth(prompt: str, truth: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, counted) masks for a land-cover prompt (see atlas.prompts)."""
+    positive = np.isin(truth, LAND_COVER_PROMPTS[prompt])
+    counted = np.ones(len(truth), bool)
+    band = PROMPT_MAX_ABS_LAT.get(prompt)
+    if band is not None:
+        counted = ~positive | (np.abs(lat) <= band)
+        positive &= counted
+    return positive, counted
 
 
 def retrieval_rows(embedder: Embedder, data, teacher_vectors: np.ndarray) -> dict[str, dict]:

@@ -163,16 +163,30 @@ class MapEngine:
     def _fused_chunks(
         self, grid: LatLonGrid, when: When | None, mode: str
     ) -> Iterator[tuple[int, int, np.ndarray]]:
+        from tqdm.auto import tqdm
+
         use_img = MODES[mode][0]
         source = (
             self._overhead_chunks(grid)
             if use_img
             else ((a, b, None) for a, b in grid.row_chunks(CHUNK_CELLS))
         )
-        for r0, r1, o in source:
-            lon, lat = grid.centers(r0, r1)
-            local = local_times(when, lon) if when is not None else None
-            yield r0, r1, self.embedder.fused(lon, lat, local, mode, overhead=o)
+        n_chunks = len(list(grid.row_chunks(CHUNK_CELLS)))
+        # A bar only for big maps, and only on a terminal (disable=None).
+        bar = tqdm(
+            total=grid.size,
+            unit="cell",
+            unit_scale=True,
+            desc="map",
+            leave=False,
+            disable=None if n_chunks > 2 else True,
+        )
+        with bar:
+            for r0, r1, o in source:
+                lon, lat = grid.centers(r0, r1)
+                local = local_times(when, lon) if when is not None else None
+                yield r0, r1, self.embedder.fused(lon, lat, local, mode, overhead=o)
+                bar.update(len(lon))
 
     def cell_embeddings(
         self, grid: LatLonGrid, when: When | None = None, mode: str | None = None

@@ -169,15 +169,20 @@ class MapResult:
         return path
 
     def write(
-        self, tif_path: str | Path, png: bool = True, geojson: bool = True, k: int = 10
+        self, tif_path: str | Path, png: bool = True, geojson: bool = True, k: int = 10, stac: bool = True
     ) -> dict[str, Path]:
-        """Write X.tif and, beside it, X.png and X.geojson; returns the paths by kind."""
+        """Write X.tif and, beside it, X.png, X.geojson and a STAC Item X.stac.json
+        describing them; returns the paths by kind."""
         tif_path = Path(tif_path)
         out = {"tif": self.write_geotiff(tif_path)}
         if png:
             out["png"] = self.write_png(tif_path.with_suffix(".png"))
         if geojson:
             out["geojson"] = self.write_geojson(tif_path.with_suffix(".geojson"), k=k)
+        if stac:
+            from omnimap.maps.stac import write_stac_item  # stac.py imports this module
+
+            out["stac"] = write_stac_item(self, out["tif"], png_path=out.get("png"), geojson_path=out.get("geojson"))
         return out
 
 

@@ -44,18 +44,20 @@ log = logging.getLogger(__name__)
 class AtlasTrainConfig:
     name: str = "atlas"
     samples: int = 300_000
-    steps: int = 6_000
+    steps: int = 9_000
     batch_size: int = 512
     queue_size: int = 8_192
     lr: float = 1e-3  # from scratch; the paper's 1e-5 is for fine-tuning CLIP
     weight_decay: float = 0.2
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
-    restart_period: int = 2_000  # CosineAnnealingWarmRestarts T_0 (steps), T_mult=2
+    # CosineAnnealingWarmRestarts with T_mult=2; None: three cycles' worth that end
+    # exactly at the last step, (steps - warm-up) / 3 for T_0.
+    restart_period: int | None = None
     warmup_steps: int = 200
     init_temperature: float = 0.07
     meta_dropout: float = 0.3
-    time_dropout: float = 0.2
+    time_dropout: float = 0.3
     overhead_dropout: float = 0.1
     jitter: int = 1  # random shift of the patch, in pixels
     patch_size: int = 16
@@ -103,8 +105,9 @@ class _Schedule:
 
     def __init__(self, optimizer, cfg: AtlasTrainConfig):
         self.optimizer, self.cfg = optimizer, cfg
+        period = cfg.restart_period or max(1, (cfg.steps - cfg.warmup_steps) // 3)
         self.cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=cfg.restart_period, T_mult=2, eta_min=cfg.lr * 0.01
+            optimizer, T_0=period, T_mult=2, eta_min=cfg.lr * 0.01
         )
 
     def step(self, step: int) -> None:
@@ -193,7 +196,7 @@ def train_atlas(cfg: AtlasTrainConfig, out_dir: str | Path, progress: bool = Tru
         optimizer.step()
         schedule.step(step)
         if step % 50 == 0 or step == cfg.steps - 1:
-            temp = 1.0 / float(scale())
+            temp = 1.0 / scale().item()
             history.append(
                 {"step": step, "loss": round(float(loss), 4), "temperature": round(temp, 4)}
             )
@@ -205,7 +208,7 @@ def train_atlas(cfg: AtlasTrainConfig, out_dir: str | Path, progress: bool = Tru
         **arch,
         "teacher": {"name": cfg.teacher, "key": teacher.key, "dim": teacher.dim},
         "imagery": {"name": "bmng", "key": imagery.key, "patch_size": cfg.patch_size},
-        "temperature": 1.0 / float(scale()),
+        "temperature": 1.0 / scale().item(),
         "holdout": holdout.to_json(),
         "training": {
             **asdict(cfg),
