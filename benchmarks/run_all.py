@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import save  # noqa: E402
 
-for name in ("bench_overhead", "bench_maps", "bench_memory"):
+for name in ("bench_overhead", "bench_maps", "bench_memory", "bench_fields", "bench_tiles"):
     print(f"== {name}")
     result = importlib.import_module(name).main()
     for k, v in result.items():

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from omnimap.errors import InputError, OmnimapError
+from omnimap.fields.cli import field_app, map_with_field, search_command
 from omnimap.serve.cli import serve_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -22,6 +23,8 @@ train_app = typer.Typer(no_args_is_help=True, help="Train models.")
 evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(field_app, name="field")
+app.command("search")(search_command)
 app.command("serve")(serve_command)
 
 
@@ -49,10 +52,18 @@ def map_command(
     out: Annotated[
         Path | None, typer.Option(help="Output GeoTIFF; .png and .geojson are written beside it.")
     ] = None,
-    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Built-in model name or a model directory (default: atlas, or the field's)."
+        ),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Peaks written to the GeoJSON.")] = 10,
+    field: Annotated[
+        Path | None, typer.Option(help="Map from an embedding field (its model and resolution).")
+    ] = None,
 ) -> None:
-    """Map a prompt: writes PATH.tif (COG), PATH.png and PATH.geojson."""
+    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json."""
     from omnimap.api import zero_shot_map
 
     out = out or _default_out(prompt)
@@ -60,9 +71,13 @@ def map_command(
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
-    result = zero_shot_map(
-        prompt, bbox=bbox, region=region, resolution=resolution, when=when, model=model
-    )
+    if field is not None:
+        result = map_with_field(
+            prompt, field, bbox=bbox, region=region, resolution=resolution, when=when, model=model
+        )
+    else:
+        place = {"bbox": bbox, "region": region, "resolution": resolution, "when": when}
+        result = zero_shot_map(prompt, model=model or "atlas", **place)
     paths = result.write(out, k=top_k)
     typer.echo(
         f"{result.title}: {result.grid.nrows} x {result.grid.ncols} cells at {result.grid.resolution:g} deg"

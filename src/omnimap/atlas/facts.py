@@ -118,39 +118,10 @@ def _settlement(largest_pop: np.ndarray, n_places: np.ndarray) -> np.ndarray:
 
 
 def season_of(lat: np.ndarray, month: np.ndarray) -> np.ndarray:
-    """Astronomical-ish seasons by hemisphere; the tropics have none."""
-    north = np.array(
-        [
-            WINTER,
-            WINTER,
-            SPRING,
-            SPRING,
-            SPRING,
-            SUMMER,
-            SUMMER,
-            SUMMER,
-            AUTUMN,
-            AUTUMN,
-            AUTUMN,
-            WINTER,
-        ]
-    )
-    south = np.array(
-        [
-            SUMMER,
-            SUMMER,
-            AUTUMN,
-            AUTUMN,
-            AUTUMN,
-            WINTER,
-            WINTER,
-            WINTER,
-            SPRING,
-            SPRING,
-            SPRING,
-            SUMMER,
-        ]
-    )
+    """Meteorological seasons (DJF is northern winter); the south is shifted by two
+    seasons and the tropics have none."""
+    north = np.array([WINTER] * 2 + [SPRING] * 3 + [SUMMER] * 3 + [AUTUMN] * 3 + [WINTER])
+    south = (north + 2) % 4
     m = np.asarray(month) - 1
     season = np.where(np.asarray(lat) >= 0, north[m], south[m]).astype(np.int8)
     season[np.abs(lat) < TROPIC_LAT] = TROPICAL
