@@ -134,20 +134,39 @@ def test_cached_text_encoder_embeds_each_text_once(tiny_teacher_dir, monkeypatch
     enc = get_text_encoder(str(tiny_teacher_dir))
     calls = []
     original = enc.encoder.embed
-    monkeypatch.setattr(
-        enc.encoder,
-        "embed",
-        lambda texts, progress=False: calls.append(list(texts)) or original(texts),
-    )
+    monkeypatch.setattr(enc.encoder, "embed", lambda texts, progress=False: calls.append(list(texts)) or original(texts))
     first = enc.embed(["snow", "sea", "snow"])
     second = enc.embed(["sea", "snow", "forest"])
     assert calls == [["snow", "sea"], ["forest"]]
     np.testing.assert_allclose(first[1], second[0])
-    # A corrupt cache file is ignored and rewritten.
-    enc.path.write_bytes(b"garbage")
-    third = enc.embed(["snow"])
-    np.testing.assert_allclose(third[0], first[0], atol=1e-6)
+    assert len(list(enc.directory.glob("*.npz"))) == 2  # one small segment per call
+    # A new process reads the segments instead of embedding again.
     get_text_encoder.cache_clear()
+    fresh = get_text_encoder(str(tiny_teacher_dir))
+    monkeypatch.setattr(fresh.encoder, "embed", lambda texts, progress=False: calls.append(list(texts)) or original(texts))
+    np.testing.assert_allclose(fresh.embed(["forest", "snow"]), [second[2], first[0]])
+    assert len(calls) == 2
+    # A corrupt segment is deleted and its texts embedded again.
+    for seg in enc.directory.glob("*.npz"):
+        seg.write_bytes(b"garbage")
+    get_text_encoder.cache_clear()
+    again = get_text_encoder(str(tiny_teacher_dir))
+    np.testing.assert_allclose(again.embed(["snow"])[0], first[0], atol=1e-6)
+    assert len(list(again.directory.glob("*.npz"))) == 1
+    get_text_encoder.cache_clear()
+
+
+def test_text_cache_merges_many_segments(tiny_teacher_dir, monkeypatch, tmp_path):
+    import omnimap.encoders.embedding_cache as ec
+
+    monkeypatch.setattr(ec, "MAX_SEGMENTS", 3)
+    enc = ec.CachedTextEncoder(HFTextEncoder(tiny_teacher_dir), tmp_path / "cache")
+    words = ["snow", "sea", "ice", "city", "forest"]
+    vectors = [enc.embed([w])[0] for w in words]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
+    merged = ec.CachedTextEncoder(HFTextEncoder(tiny_teacher_dir), tmp_path / "cache")
+    np.testing.assert_allclose(merged.embed(words), np.stack(vectors), atol=1e-6)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
 
 
 def test_missing_text_model_is_a_data_error(tmp_path):

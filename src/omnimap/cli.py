@@ -15,6 +15,7 @@ import typer
 
 from omnimap.errors import InputError, OmnimapError
 from omnimap.fields.cli import field_app, map_with_field, search_command
+from omnimap.pairs.cli import pairs_app
 from omnimap.serve.cli import serve_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -24,6 +25,7 @@ evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(field_app, name="field")
+app.add_typer(pairs_app, name="pairs")
 app.command("search")(search_command)
 app.command("serve")(serve_command)
 

@@ -1,11 +1,15 @@
 """A disk cache of text embeddings, so a sentence is embedded once per teacher.
 
-One .npz per teacher (no pickles): 128-bit text digests, vectors and a digest of
-both. A file that fails its check is ignored and rewritten.
+One directory per teacher holding immutable segment files (.npz, no pickles): 128-bit
+text digests, vectors and a checksum of both. Each call that embeds new texts adds
+one small segment, so a new prompt never rewrites the 100k training descriptions;
+segments are read once per process and merged when they pile up. A segment that
+fails its check is deleted and its texts are embedded again when next asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zipfile
 from pathlib import Path
@@ -15,6 +19,8 @@ import xxhash
 
 from omnimap.fileio import atomic_path
 from omnimap.paths import cache_dir
+
+MAX_SEGMENTS = 32  # merge into one beyond this many files
 
 
 def text_digests(texts: list[str]) -> np.ndarray:
@@ -33,15 +39,36 @@ def _checksum(keys: np.ndarray, vectors: np.ndarray) -> int:
     return h.intdigest()
 
 
+def _read_segment(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys, vectors, check = data["keys"], data["vectors"], int(data["checksum"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    if keys.ndim != 2 or vectors.ndim != 2 or len(keys) != len(vectors) or _checksum(keys, vectors) != check:
+        return None
+    return keys, vectors
+
+
+def _write_segment(directory: Path, keys: np.ndarray, vectors: np.ndarray) -> Path:
+    check = _checksum(keys, vectors)
+    path = directory / f"{check:016x}.npz"
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, keys=keys, vectors=vectors, checksum=np.uint64(check))
+    return path
+
+
 class CachedTextEncoder:
     """Wraps an encoder (``.key``, ``.dim``, ``.embed``) with a persistent cache."""
 
-    def __init__(self, encoder, path: str | Path | None = None):
+    def __init__(self, encoder, directory: str | Path | None = None):
         self.encoder = encoder
-        if path is None:
+        if directory is None:
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.key)
-            path = cache_dir() / "text-embeddings" / f"{safe}.npz"
-        self.path = Path(path)
+            directory = cache_dir() / "text-embeddings" / safe
+        self.directory = Path(directory)
+        self._rows: dict[tuple[int, int], int] | None = None
+        self._vectors: list[np.ndarray] = []  # blocks; row i of the cache is in one
 
     @property
     def key(self) -> str:
@@ -51,42 +78,55 @@ class CachedTextEncoder:
     def dim(self) -> int:
         return self.encoder.dim
 
-    def _load(self) -> tuple[np.ndarray, np.ndarray]:
-        empty = (np.empty((0, 2), np.uint64), np.empty((0, 0), np.float32))
-        if not self.path.is_file():
-            return empty
-        try:
-            with np.load(self.path, allow_pickle=False) as data:
-                keys, vectors, check = data["keys"], data["vectors"], int(data["checksum"])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            return empty
-        if keys.ndim != 2 or len(keys) != len(vectors) or _checksum(keys, vectors) != check:
-            return empty
-        return keys, vectors
+    def _load(self) -> dict[tuple[int, int], int]:
+        """Read every valid segment once; delete the corrupt ones."""
+        if self._rows is not None:
+            return self._rows
+        self._rows, self._vectors = {}, []
+        segments = sorted(self.directory.glob("*.npz")) if self.directory.is_dir() else []
+        for path in segments:
+            seg = _read_segment(path)
+            if seg is None:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            self._add(*seg)
+        if len(segments) > MAX_SEGMENTS:
+            self._compact(segments)
+        return self._rows
 
-    def _save(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        with atomic_path(self.path, suffix=".tmp.npz") as tmp:
-            np.savez(tmp, keys=keys, vectors=vectors, checksum=np.uint64(_checksum(keys, vectors)))
+    def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        start = sum(len(v) for v in self._vectors)
+        self._vectors.append(vectors.astype(np.float32, copy=False))
+        for j, (a, b) in enumerate(keys):
+            self._rows.setdefault((int(a), int(b)), start + j)
+
+    def _all_vectors(self) -> np.ndarray:
+        if len(self._vectors) > 1:
+            self._vectors = [np.concatenate(self._vectors)]
+        return self._vectors[0] if self._vectors else np.empty((0, self.dim), np.float32)
+
+    def _compact(self, old: list[Path]) -> None:
+        keys = np.array(list(self._rows), dtype=np.uint64).reshape(-1, 2)
+        vectors = self._all_vectors()[list(self._rows.values())]
+        merged = _write_segment(self.directory, keys, vectors)
+        for path in old:
+            if path != merged:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         digests = text_digests(texts)
-        keys, vectors = self._load()
-        lookup = {(int(a), int(b)): i for i, (a, b) in enumerate(keys)}
-        found = np.array([lookup.get((int(a), int(b)), -1) for a, b in digests], dtype=np.int64)
-        missing = np.flatnonzero(found < 0)
-        if len(missing) == 0:
-            return vectors[found].astype(np.float32, copy=False)
-        # Embed each missing text once, even if it appears several times.
-        uniq: dict[tuple[int, int], int] = {}
-        for i in missing:
-            uniq.setdefault((int(digests[i, 0]), int(digests[i, 1])), int(i))
-        new_vectors = self.encoder.embed([texts[i] for i in uniq.values()], progress=progress)
-        new_keys = np.array(list(uniq), dtype=np.uint64).reshape(-1, 2)
-        if vectors.size == 0:
-            vectors = np.empty((0, new_vectors.shape[1]), np.float32)
-        keys = np.concatenate([keys, new_keys])
-        vectors = np.concatenate([vectors, new_vectors])
-        self._save(keys, vectors)
-        lookup.update({k: len(keys) - len(new_keys) + j for j, k in enumerate(uniq)})
-        rows = [lookup[(int(a), int(b))] for a, b in digests]
-        return vectors[rows]
+        rows = self._load()
+        wanted = [(int(a), int(b)) for a, b in digests]
+        missing: dict[tuple[int, int], int] = {}
+        for i, k in enumerate(wanted):
+            if k not in rows:
+                missing.setdefault(k, i)
+        if missing:
+            new = self.encoder.embed([texts[i] for i in missing.values()], progress=progress)
+            new_keys = np.array(list(missing), dtype=np.uint64).reshape(-1, 2)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _write_segment(self.directory, new_keys, new)
+            self._add(new_keys, new)
+        return self._all_vectors()[[rows[k] for k in wanted]]

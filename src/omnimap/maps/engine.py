@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from omnimap.data.imagery import ImagerySource, blue_marble
+from omnimap.data.imagery import ImagerySource
 from omnimap.encoders import get_text_encoder
 from omnimap.errors import DataError, InputError
 from omnimap.geo.grid import LatLonGrid
@@ -52,9 +52,11 @@ class Embedder:
     """Runs a student over cells: overhead, dynamic and fused embeddings."""
 
     def __init__(self, model: LoadedModel, imagery: ImagerySource | None = None):
+        from omnimap.sources import source_from_config
+
         self.model = model
-        patch = int(model.config["imagery"]["patch_size"])
-        self.imagery = imagery if imagery is not None else blue_marble(patch)
+        # The imagery the model was trained on, checked against its recorded key.
+        self.imagery = imagery if imagery is not None else source_from_config(model.config["imagery"])
         self.dim = int(model.config["dim"])
 
     @torch.inference_mode()

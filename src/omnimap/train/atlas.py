@@ -29,12 +29,12 @@ import torch
 from omnimap.atlas.dataset import build_set
 from omnimap.atlas.layers import GroundLayers
 from omnimap.atlas.sampling import choose_holdout
-from omnimap.data.imagery import blue_marble
 from omnimap.encoders import get_text_encoder
 from omnimap.errors import InputError
 from omnimap.geo.timefeat import TIME_SLICE
 from omnimap.models.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from omnimap.models.student import Student, build_student
+from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.train.losses import LogitScale, TeacherQueue, queue_infonce
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def train_atlas(cfg: AtlasTrainConfig, out_dir: str | Path, progress: bool = Tru
     teacher = get_text_encoder(cfg.teacher)
     text_vectors = torch.from_numpy(teacher.embed(data.texts, progress=progress))
 
-    imagery = blue_marble(cfg.patch_size)
+    imagery = BlueMarbleNative(cfg.patch_size)
     size = cfg.patch_size + 2 * cfg.jitter
     patches = torch.from_numpy(imagery.patches(data.lon, data.lat, size=size))
     centre = patches[
@@ -207,7 +207,7 @@ def train_atlas(cfg: AtlasTrainConfig, out_dir: str | Path, progress: bool = Tru
         "name": cfg.name,
         **arch,
         "teacher": {"name": cfg.teacher, "key": teacher.key, "dim": teacher.dim},
-        "imagery": {"name": "bmng", "key": imagery.key, "patch_size": cfg.patch_size},
+        "imagery": imagery.to_config(),
         "temperature": 1.0 / scale().item(),
         "holdout": holdout.to_json(),
         "training": {
