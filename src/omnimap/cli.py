@@ -16,6 +16,7 @@ import typer
 from omnimap.errors import InputError, OmnimapError
 from omnimap.fields.cli import field_app, map_with_field, search_command
 from omnimap.pairs.cli import pairs_app
+from omnimap.sat2cap.cli import register as register_sat2cap
 from omnimap.serve.cli import serve_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -28,6 +29,7 @@ app.add_typer(field_app, name="field")
 app.add_typer(pairs_app, name="pairs")
 app.command("search")(search_command)
 app.command("serve")(serve_command)
+register_sat2cap(app, train_app, evaluate_app)
 
 
 def _default_out(prompt: str) -> Path:

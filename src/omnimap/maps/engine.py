@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from omnimap.data.imagery import ImagerySource
-from omnimap.encoders import get_text_encoder
+from omnimap.encoders import query_encoder
 from omnimap.errors import DataError, InputError
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import LocalTime, When, local_times, metadata_features
@@ -103,7 +103,7 @@ class MapEngine:
     ):
         self.model = model if isinstance(model, LoadedModel) else load_checkpoint(model)
         self.embedder = Embedder(self.model)
-        self.teacher = get_text_encoder(self.model.config["teacher"]["name"])
+        self.teacher = query_encoder(self.model.config["teacher"])
         self.cache = cache if cache is not None else ArrayCache()
         self.use_cache = use_cache
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()

@@ -12,8 +12,9 @@ from torch import nn
 
 from omnimap.models.dynamic import DynamicEncoder
 from omnimap.models.overhead import PatchCNN
+from omnimap.sat2cap.overhead import CLIPVisionOverhead
 
-OVERHEAD_TYPES = {"patch_cnn": PatchCNN}
+OVERHEAD_TYPES = {"patch_cnn": PatchCNN, "clip_vision": CLIPVisionOverhead}
 
 
 class Student(nn.Module):
