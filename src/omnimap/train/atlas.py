@@ -196,11 +196,11 @@ def train_atlas(cfg: AtlasTrainConfig, out_dir: str | Path, progress: bool = Tru
         optimizer.step()
         schedule.step(step)
         if step % 50 == 0 or step == cfg.steps - 1:
-            temp = 1.0 / scale().item()
-            history.append(
-                {"step": step, "loss": round(float(loss), 4), "temperature": round(temp, 4)}
-            )
-            bar.set_postfix(loss=f"{float(loss):.3f}", T=f"{temp:.3f}")
+            value, temp = loss.item(), 1.0 / scale().item()
+            history.append({"step": step, "loss": round(value, 4), "temperature": round(temp, 4)})
+            bar.set_postfix(loss=f"{value:.3f}", T=f"{temp:.3f}")
+            if step % 500 == 0:
+                log.info("step %d/%d: loss %.3f, temperature %.4f", step, cfg.steps, value, temp)
     train_seconds = time.time() - train_started
 
     config = {
