@@ -10,10 +10,9 @@
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
-
-import numpy as np
 
 from common import best_of, save
 from omnimap.geo.bbox import BBox
@@ -21,6 +20,25 @@ from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
 from omnimap.maps.cache import ArrayCache
 from omnimap.maps.engine import MapEngine
+
+
+def second_prompt_vs_bare(
+    engine: MapEngine, grid: LatLonGrid, when: When, rounds: int = 9
+) -> tuple[float, float, int]:
+    """Median times of (a new prompt -> score array, a plain numpy mat-vec over the
+    same cached embedding array), measured interleaved so both see the same machine."""
+    emb = engine.cell_embeddings(grid, when)
+    q = engine.embed_prompts(["snow-covered mountains"])[0]
+    second, bare = [], []
+    for i in range(rounds):
+        # A prompt never seen before: the teacher's forward pass is included.
+        t = time.perf_counter()
+        engine.score(f"a busy harbour at night, take {i}", grid, when)
+        second.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        emb @ q
+        bare.append(time.perf_counter() - t)
+    return statistics.median(second), statistics.median(bare), emb.shape[1]
 
 
 def main() -> dict:
@@ -33,23 +51,17 @@ def main() -> dict:
 
         t = time.perf_counter()
         engine.score("sand dunes", world, jan)
-        cold_world = time.perf_counter() - t
+        first_cold = time.perf_counter() - t
 
-        emb = engine.cell_embeddings(world, jan)
-        q = engine.embed_prompts(["snow-covered mountains"])[0]
-        bare = best_of(lambda: emb @ q)
-        second = best_of(lambda: engine.score("a busy harbour at night", world, jan))
+        second, bare, dims = second_prompt_vs_bare(engine, world, jan)
 
-        # New time on the cached region: the fused embeddings are not in memory, the
-        # overhead part is on disk. Cold: an empty cache, everything computed.
-        def new_time(i=[0]):
-            i[0] += 1
-            engine._memory.clear()
-            engine.score("sand dunes", world, When.parse(f"2024-0{1 + i[0] % 9}-15T0{i[0] % 10}:00"))
+        # New time on the cached region, as in a session moving the time: that time's
+        # fused embeddings exist nowhere, the overhead part is in the disk cache, the
+        # previous time's embeddings are in memory (and get evicted).
+        moments = iter(When.parse(f"2024-{m:02d}-10T{(3 * m) % 24:02d}:00") for m in range(2, 13))
+        new_time = best_of(lambda: engine.score("sand dunes", world, next(moments)), repeat=3)
 
-        warm_new_time = best_of(new_time, repeat=3)
-
-        def cold():
+        def cold():  # empty caches: everything computed
             engine._memory.clear()
             for p in os.listdir(tmp):
                 os.remove(os.path.join(tmp, p))
@@ -57,19 +69,18 @@ def main() -> dict:
 
         cold_map = best_of(cold, repeat=2)
 
-    result = {
-        "grid": f"world at 0.25 deg, {world.size:,} cells x {emb.shape[1]} dims",
-        "bare_matvec_s": bare,
-        "second_prompt_s": second,
+    return {
+        "grid": f"world at 0.25 deg, {world.size:,} cells x {dims} dims",
+        "bare_matvec_median_s": bare,
+        "second_prompt_median_s": second,
         "second_prompt_over_bare": second / bare,
         "target_second_prompt_over_bare": "<= 2",
         "cold_map_s": cold_map,
-        "new_time_on_cached_s": warm_new_time,
-        "cold_over_new_time": cold_map / warm_new_time,
+        "new_time_on_cached_s": new_time,
+        "cold_over_new_time": cold_map / new_time,
         "target_cold_over_new_time": ">= 10",
-        "first_cold_world_s": cold_world,
+        "first_cold_world_s": first_cold,
     }
-    return result
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 An entry is a raw little-endian array file plus a JSON manifest holding its shape,
 dtype and xxh3 digest. Entries are written to temp files and renamed, manifest last,
-so a crash leaves nothing that reads as valid; an entry whose digest does not match
-is deleted and reported as missing (the caller recomputes it).
+so a crash leaves nothing that reads as valid. Reading an entry checks its digest
+(``CorruptEntry`` on a mismatch); the caller removes it and recomputes.
 """
 
 from __future__ import annotations
@@ -32,27 +32,49 @@ def _max_entry_bytes() -> int:
     return int(os.environ.get("OMNIMAP_CACHE_MAX_ENTRY_BYTES", DEFAULT_MAX_ENTRY_BYTES))
 
 
+class CorruptEntry(Exception):
+    """A cache entry whose bytes do not match its recorded digest."""
+
+
 @dataclass(frozen=True)
 class CachedArray:
     path: Path
     shape: tuple[int, ...]
     dtype: np.dtype
+    digest: str
 
     @property
     def row_bytes(self) -> int:
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
+    def read(self) -> np.ndarray:
+        """The whole array, checked against its digest in the same pass."""
+        data = np.fromfile(self.path, dtype=self.dtype)
+        if (
+            data.size != int(np.prod(self.shape))
+            or xxhash.xxh3_128_hexdigest(memoryview(data)) != self.digest
+        ):
+            raise CorruptEntry(str(self.path))
+        return data.reshape(self.shape)
+
+    def verify(self) -> None:
+        """Check the digest by streaming the file (for entries too big to read whole)."""
+        h = xxhash.xxh3_128()
+        with open(self.path, "rb") as fh:
+            for block in iter(lambda: fh.read(_READ_BLOCK), b""):
+                h.update(block)
+        if h.hexdigest() != self.digest:
+            raise CorruptEntry(str(self.path))
+
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) read with plain file reads (no memory map, so a huge
-        entry never counts against the process's resident memory)."""
+        entry never counts against the process's resident memory). Unchecked: call
+        ``verify`` first."""
         count = (stop - start) * self.row_bytes // self.dtype.itemsize
         with open(self.path, "rb") as fh:
             fh.seek(start * self.row_bytes)
             flat = np.fromfile(fh, dtype=self.dtype, count=count)
         return flat.reshape((stop - start, *self.shape[1:]))
-
-    def read(self) -> np.ndarray:
-        return self.read_rows(0, self.shape[0])
 
 
 class ArrayWriter:
@@ -90,7 +112,9 @@ class ArrayCache:
         return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize <= limit
 
     def get(self, key: str) -> CachedArray | None:
-        """The verified entry, or None when missing or corrupt (corrupt ones are removed)."""
+        """The entry, or None when missing or malformed (malformed ones are removed).
+        Its digest is checked when it is read (``read`` / ``verify``), not here, so a
+        hit costs one pass over the data."""
         data_path, meta_path = self._paths(key)
         if not meta_path.is_file() or not data_path.is_file():
             return None
@@ -101,21 +125,13 @@ class ArrayCache:
                 meta["key"] == key
                 and data_path.stat().st_size == int(np.prod(shape)) * dtype.itemsize
             )
-            ok = ok and self._digest(data_path) == meta["digest"]
+            digest = str(meta["digest"])
         except (OSError, ValueError, KeyError, TypeError):
             ok = False
         if not ok:
             self.remove(key)
             return None
-        return CachedArray(data_path, shape, dtype)
-
-    @staticmethod
-    def _digest(path: Path) -> str:
-        h = xxhash.xxh3_128()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(_READ_BLOCK), b""):
-                h.update(block)
-        return h.hexdigest()
+        return CachedArray(data_path, shape, dtype, digest)
 
     @contextlib.contextmanager
     def writer(self, key: str, shape: tuple[int, ...], dtype) -> Iterator[ArrayWriter]:

@@ -169,7 +169,12 @@ class MapResult:
         return path
 
     def write(
-        self, tif_path: str | Path, png: bool = True, geojson: bool = True, k: int = 10, stac: bool = True
+        self,
+        tif_path: str | Path,
+        png: bool = True,
+        geojson: bool = True,
+        k: int = 10,
+        stac: bool = True,
     ) -> dict[str, Path]:
         """Write X.tif and, beside it, X.png, X.geojson and a STAC Item X.stac.json
         describing them; returns the paths by kind."""
@@ -182,7 +187,9 @@ class MapResult:
         if stac:
             from omnimap.maps.stac import write_stac_item  # stac.py imports this module
 
-            out["stac"] = write_stac_item(self, out["tif"], png_path=out.get("png"), geojson_path=out.get("geojson"))
+            out["stac"] = write_stac_item(
+                self, out["tif"], png_path=out.get("png"), geojson_path=out.get("geojson")
+            )
         return out
 
 
