@@ -266,11 +266,6 @@ class CLIPTextEncoder:
     def key(self) -> str:
         return self.teacher.text_key
 
-    def to(self, device: str | torch.device) -> CLIPTeacher:
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
     @property
     def dim(self) -> int:
         return self.teacher.dim
