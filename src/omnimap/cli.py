@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from omnimap.cli_options import BBoxOpt, RegionOpt, WhenOpt
 from omnimap.errors import InputError, OmnimapError
 from omnimap.fields.cli import field_app, map_with_field, search_command
 from omnimap.pairs.cli import pairs_app
@@ -40,19 +41,12 @@ def _default_out(prompt: str) -> Path:
 @app.command("map")
 def map_command(
     prompt: Annotated[str, typer.Argument(help="What to map, in words.")],
-    bbox: Annotated[
-        str | None, typer.Option(help="W,S,E,N in degrees; W > E crosses the antimeridian.")
-    ] = None,
-    region: Annotated[
-        str | None, typer.Option(help="A country, continent, natural region or populated place.")
-    ] = None,
+    bbox: BBoxOpt = None,
+    region: RegionOpt = None,
     resolution: Annotated[
         float | None, typer.Option(help="Cell size in degrees (default: about a megapixel).")
     ] = None,
-    when: Annotated[
-        str | None,
-        typer.Option(help="ISO-8601; local solar time at each cell unless it has a UTC offset."),
-    ] = None,
+    when: WhenOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Output GeoTIFF; .png and .geojson are written beside it.")
     ] = None,

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from omnimap.cli_options import BBoxOpt, RegionOpt, WhenOpt
 from omnimap.errors import InputError
 from omnimap.fields.store import DEFAULT_CHUNK
 from omnimap.maps.result import MapResult
@@ -29,12 +30,8 @@ field_app = typer.Typer(
 def build_command(
     out: Annotated[Path, typer.Option(help="Field directory (Zarr) to create, or to finish.")],
     resolution: Annotated[float, typer.Option(help="Cell size in degrees.")],
-    bbox: Annotated[
-        str | None, typer.Option(help="W,S,E,N in degrees; W > E crosses the antimeridian.")
-    ] = None,
-    region: Annotated[
-        str | None, typer.Option(help="A country, continent, natural region or populated place.")
-    ] = None,
+    bbox: BBoxOpt = None,
+    region: RegionOpt = None,
     model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
     dtype: Annotated[
         str, typer.Option(help="Storage: float32, float16, or int8 with a per-cell scale.")
@@ -63,10 +60,7 @@ def build_command(
 def search_command(
     prompt: Annotated[str, typer.Argument(help="What to find, in words.")],
     field: Annotated[Path, typer.Option(help="A field built by `omnimap field build`.")],
-    when: Annotated[
-        str | None,
-        typer.Option(help="ISO-8601; local solar time at each cell unless it has a UTC offset."),
-    ] = None,
+    when: WhenOpt = None,
     k: Annotated[int, typer.Option("--k", help="How many cells to list.")] = 20,
     method: Annotated[
         str,

@@ -18,13 +18,10 @@ from typing import Annotated
 
 import typer
 
+from omnimap.cli_options import WhenOpt
 from omnimap.errors import InputError
 
 ModelOpt = Annotated[str, typer.Option("--model", help="A trained Sat2Cap run directory.")]
-WhenOpt = Annotated[
-    str | None,
-    typer.Option(help="ISO-8601; local solar time at each place unless it has a UTC offset."),
-]
 
 
 def train_from_file(config: Path, out: Path | None) -> None:
