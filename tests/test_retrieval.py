@@ -7,7 +7,9 @@ from omnimap.eval.retrieval import both_directions, ranks, retrieval_metrics
 
 
 def test_identity_gives_perfect_scores():
-    m = retrieval_metrics(np.eye(5), ks=(1, 5, 10))
+    import omnimap.eval
+
+    m = omnimap.eval.retrieval_metrics(np.eye(5), ks=(1, 5, 10))  # the documented entry point
     assert m == {"R@1": 1.0, "R@5": 1.0, "R@10": 1.0, "median_rank": 1.0}
 
 
