@@ -116,7 +116,13 @@ def evaluate_retrieval(
 
 def format_table(result: dict) -> str:
     """A plain-text table of the rows (R@k as percentages)."""
-    head = ["", *(f"o->g R@{k}" for k in KS), "o->g MR", *(f"g->o R@{k}" for k in KS), "g->o MR"]
+    head = [
+        "",
+        *(f"o->g R@{k} %" for k in KS),
+        "o->g MR",
+        *(f"g->o R@{k} %" for k in KS),
+        "g->o MR",
+    ]
     lines = [f"gallery of {result['gallery']:,} (o = overhead + place + time, g = ground photo)"]
     cells = []
     for row in result["rows"]:
