@@ -41,8 +41,9 @@ BATCH = 4096  # cells per forward pass: big enough for fast GEMMs, small enough 
 DYNAMIC_BATCH = 16_384  # the location/time MLP is ~20x cheaper per cell
 CHUNK_CELLS = 262_144  # cells per streamed chunk (~400 MB of float32 at D=384)
 MEMORY_BUDGET_BYTES = 2 * 1024**3  # fused embeddings kept in RAM up to this size
-# Fused (per-time) embeddings go to disk only up to this size: beyond it, rebuilding
-# them from the cached overhead part costs about as much as reading them back.
+# Fused (per-time) embeddings go to disk only up to this size: a new time on a cached
+# world at 0.25 deg is rebuilt from the overhead part in ~1-1.3 s (benchmarks/
+# bench_maps.py), not worth 1.6 GB of disk per time.
 FUSED_DISK_LIMIT_BYTES = 512 * 1024**2
 
 
