@@ -1,8 +1,8 @@
 """omnimap: zero-shot maps of anything, anywhere, anytime.
 
-    >>> import omnimap
-    >>> result = omnimap.zero_shot_map("snow-covered mountains", region="Alps", when="2024-01-15T09:00")
-    >>> result.write("alps.tif")  # alps.tif (COG), alps.png, alps.geojson
+>>> import omnimap
+>>> result = omnimap.zero_shot_map("snow-covered mountains", region="Alps", when="2024-01-15T09:00")
+>>> result.write("alps.tif")  # alps.tif (COG), alps.png, alps.geojson
 """
 
 from __future__ import annotations

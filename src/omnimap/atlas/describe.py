@@ -220,7 +220,11 @@ TIME_OF_DAY = {
     F.SUNRISE: ["at sunrise", "in the early morning with the sun low", "as the sun rises"],
     F.MORNING: ["in the morning", "in morning sunlight", "in the light of a clear morning"],
     F.MIDDAY: ["at midday", "under the high midday sun", "in full daylight around noon"],
-    F.AFTERNOON: ["in the afternoon", "in afternoon sunlight", "in the warm light of the afternoon"],
+    F.AFTERNOON: [
+        "in the afternoon",
+        "in afternoon sunlight",
+        "in the warm light of the afternoon",
+    ],
     F.SUNSET: ["at sunset", "as the sun sets", "in the evening with the sun low"],
     F.DUSK: ["at dusk", "in the twilight after sunset", "as darkness falls"],
     F.POLAR_NIGHT: [

@@ -45,7 +45,12 @@ def _read_segment(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
             keys, vectors, check = data["keys"], data["vectors"], int(data["checksum"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
-    if keys.ndim != 2 or vectors.ndim != 2 or len(keys) != len(vectors) or _checksum(keys, vectors) != check:
+    if (
+        keys.ndim != 2
+        or vectors.ndim != 2
+        or len(keys) != len(vectors)
+        or _checksum(keys, vectors) != check
+    ):
         return None
     return keys, vectors
 
