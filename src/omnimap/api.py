@@ -10,7 +10,7 @@ from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.regions import resolve_region
 from omnimap.geo.timefeat import When
-from omnimap.maps.engine import MapEngine
+from omnimap.maps.engine import MapEngine, clean_prompt
 from omnimap.maps.result import MapResult
 
 # Default resolutions, finest first; the first giving at most ~1M cells is used.
@@ -73,6 +73,7 @@ def zero_shot_map(
     is one instant. No ``when`` gives the time-free map. The result knows its array,
     transform and CRS and writes GeoTIFF (COG), PNG and GeoJSON: ``result.write("x.tif")``.
     """
+    prompt = clean_prompt(prompt)  # cheap checks before loading any model
     box, label = resolve_place(bbox, region)
     moment = parse_when(when)
     grid = LatLonGrid.from_bbox(
@@ -83,7 +84,7 @@ def zero_shot_map(
     return MapResult(
         scores=scores,
         grid=grid,
-        prompt=prompt.strip(),
+        prompt=prompt,
         when=moment,
         place=label,
         model=engine.model.name,

@@ -47,6 +47,16 @@ MEMORY_BUDGET_BYTES = 2 * 1024**3  # fused embeddings kept in RAM up to this siz
 FUSED_DISK_LIMIT_BYTES = 512 * 1024**2
 
 
+def clean_prompt(prompt: str | None) -> str:
+    """The prompt, trimmed; InputError if it is empty or too long."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise InputError("prompt is empty; describe what to map, e.g. 'snow-covered mountains'")
+    if len(prompt) > 1000:
+        raise InputError(f"prompt is {len(prompt)} characters long; the limit is 1000")
+    return prompt
+
+
 def mode_for(when: When | None) -> str:
     return "full" if when is not None else "no_time"
 
@@ -125,16 +135,7 @@ class MapEngine:
     # -- prompts ---------------------------------------------------------------
 
     def embed_prompts(self, prompts: list[str]) -> np.ndarray:
-        clean = []
-        for p in prompts:
-            p = (p or "").strip()
-            if not p:
-                raise InputError(
-                    "prompt is empty; describe what to map, e.g. 'snow-covered mountains'"
-                )
-            if len(p) > 1000:
-                raise InputError(f"prompt is {len(p)} characters long; the limit is 1000")
-            clean.append(p)
+        clean = [clean_prompt(p) for p in prompts]
         vectors = self.teacher.embed(clean)
         if vectors.shape[1] != self.embedder.dim:
             raise DataError(
