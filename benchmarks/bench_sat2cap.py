@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 
 from common import save
-from omnimap.sat2cap.config import TrainConfig
-from omnimap.sat2cap.data import open_pairs
-from omnimap.sat2cap.example import build_data
-from omnimap.sat2cap.teacher import get_teacher
-from omnimap.sat2cap.tiny import make_tiny_clip
-from omnimap.sat2cap.train import train
+from omnimap.datasets.crossview import open_pairs
+from omnimap.examples.sat2cap import build_data
+from omnimap.teachers.registry import get_teacher
+from omnimap.teachers.tiny import make_tiny_clip
+from omnimap.train.config import Sat2CapConfig
+from omnimap.train.loop import train
+from omnimap.train.recipes.sat2cap import Sat2CapRecipe
 
 CLIP = {"image_size": 64, "patch": 16, "width": 64, "dim": 64, "layers": 4}
 
@@ -45,21 +46,22 @@ def main(
         clip = make_tiny_clip(root / "clip", **CLIP)
         data = open_pairs(paths["train"])
         started = time.perf_counter()
-        data.teacher_vectors(get_teacher(str(clip)))  # once, stored beside the table
+        teacher = get_teacher(str(clip), "clip", cached=False)
+        data.teacher_vectors(teacher)  # once, stored beside the table
         cache_seconds = time.perf_counter() - started
         base = {"pairs": str(paths["train"]), "teacher": str(clip), "batch_size": batch_size,
                 "queue_size": 2 * batch_size, "steps": steps, "checkpoint_every": steps, "device": "cpu"}  # fmt: skip
         rates, waits = {"cached": 0.0, "on_the_fly": 0.0}, {}
         for repeat in range(repeats):  # interleaved, best of: the least disturbed by other load
             for name in rates:
-                cfg = TrainConfig.from_dict({**base, "teacher_cache": name == "cached"})
+                cfg = Sat2CapConfig.from_dict({**base, "teacher_cache": name == "cached"})
                 run = root / f"run-{name}-{repeat}"
-                train(cfg, run, progress=False, data=data, stop_after=1)  # warm-up step
-                result = train(cfg, run, progress=False, data=data)
+                train(Sat2CapRecipe(cfg, data), run, progress=False, stop_after=1)  # warm-up step
+                result = train(Sat2CapRecipe(cfg, data), run, progress=False)
                 if result.samples_per_second > rates[name]:
                     rates[name] = result.samples_per_second
                     waits[name] = result.data_wait_seconds / result.seconds
-    params = sum(p.numel() for p in get_teacher(str(clip)).model.vision_model.parameters())
+    params = sum(p.numel() for p in teacher.model.vision_model.parameters())
     return {
         "clip": {**CLIP, "vision_params": params},
         "photo_size": photo_size,

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from common import save
+from omnimap.datasets.crossview import CrossViewData
 from omnimap.geo.timefeat import metadata_features
-from omnimap.pairs.teacher import write_teacher_embeddings
-from omnimap.sat2cap.config import TrainConfig
-from omnimap.sat2cap.data import CrossViewData
-from omnimap.sat2cap.teacher import get_teacher
-from omnimap.sat2cap.tiny import save_clip
-from omnimap.sat2cap.train import train
+from omnimap.teachers.registry import get_teacher
+from omnimap.teachers.tiny import save_clip
+from omnimap.train.config import Sat2CapConfig
+from omnimap.train.loop import train
+from omnimap.train.recipes.sat2cap import Sat2CapRecipe
 
 QUEUE_BATCHES = 38  # queue = 38 global batches (~9,700 at 256, the recipe's ~9,600)
 
@@ -54,10 +54,11 @@ def synthetic_data(root: Path, teacher, samples: int, size: int) -> CrossViewDat
     meta = metadata_features(lon, lat, None)
     patches = rng.integers(0, 256, (samples, 3, size, size), dtype=np.uint8)
     vectors = rng.normal(size=(samples, teacher.dim)).astype(np.float32)
-    write_teacher_embeddings(
-        root, teacher.image_key, ids, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    data = CrossViewData(ids, lon, lat, meta, MemoryStore(patches), {"type": "synthetic"}, root)
+    data.teacher_store(teacher).add(
+        data.photo_keys(), vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     )
-    return CrossViewData(ids, lon, lat, meta, MemoryStore(patches), {"type": "synthetic"}, root)
+    return data
 
 
 def measure(
@@ -68,18 +69,20 @@ def measure(
     os.environ.setdefault("TQDM_DISABLE", "1")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        teacher = get_teacher(str(save_clip(root / "clip", text, vision, dim)))
+        clip = save_clip(root / "clip", text, vision, dim)
+        teacher = get_teacher(str(clip), "clip", cached=False)
         size = int(teacher.model.config.vision_config.image_size)
         data = synthetic_data(root, teacher, max(samples, batch_size), size)
-        cfg = TrainConfig(
+        cfg = Sat2CapConfig(
             pairs="synthetic", teacher=str(root / "clip"), steps=warmup + steps, batch_size=batch_size,
             queue_size=QUEUE_BATCHES * batch_size, precision=precision, device=device,
             checkpoint_every=warmup + steps, log_every=warmup + steps, stats_samples=256,
         )  # fmt: skip
-        train(cfg, root / "run", progress=False, data=data, stop_after=warmup)
+        cfg.validate()
+        train(Sat2CapRecipe(cfg, data), root / "run", progress=False, stop_after=warmup)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        result = train(cfg, root / "run", progress=False, data=data)
+        result = train(Sat2CapRecipe(cfg, data), root / "run", progress=False)
         params = sum(p.numel() for p in result.model.student.parameters())
     out = {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,

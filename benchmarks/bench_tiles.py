@@ -1,7 +1,10 @@
-"""Tile server latency and throughput: 8 concurrent clients on loopback.
+"""Tile server latency and throughput: 8 concurrent clients on loopback, served directly
+from the model and from an embedding field of the world at 0.25 deg, in one run.
 
-Starts ``python -m omnimap.serve`` on a free loopback port (stopped at the end),
-then requests one browser view (24 tiles at zoom 4, Europe and Africa) in phases:
+Starts ``omnimap serve`` on a free loopback port (stopped at the end), once with
+``--model`` and once with ``--field`` (built first if missing, into the benchmark's
+results folder), then requests one browser view (24 tiles at zoom 4, Europe and
+Africa) in phases:
 
 - cold: a new prompt at a new time on tiles never seen (every cell embedded);
 - warm: the same requests again, 4 times (the rendered-tile cache);
@@ -12,6 +15,8 @@ Before the phases one legend request loads the text encoder, which is a one-time
 start-up cost, not a tile cost. Every phase is bounded in requests and time.
 
     python benchmarks/bench_tiles.py [--model atlas]
+
+Ratios (field / direct) are printed for each phase's p50 and p99.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ import time
 
 import httpx
 
-from common import save
+from common import RESULTS, save
 
 CLIENTS = 8
 VIEW = [(4, x, y) for y in range(4, 8) for x in range(6, 12)]  # 6 x 4 tiles
 PHASE_TIMEOUT_S = 300.0
 START_TIMEOUT_S = 120.0
+FIELD_RESOLUTION = 0.25
 
 
 def _free_port() -> int:
@@ -42,10 +48,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(model: str, cache: str) -> tuple[subprocess.Popen, str]:
+def _start(source: list[str], cache: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "OMNIMAP_CACHE_DIR": cache, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "omnimap.serve", "--model", model, "--port", str(port)]
+    cmd = [sys.executable, "-m", "omnimap.cli", "serve", *source, "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -98,27 +104,50 @@ def _urls(prompt: str, when: str, repeat: int = 1) -> list[str]:
     return [f"/tiles/{z}/{x}/{y}.png?{query}" for z, x, y in VIEW] * repeat
 
 
-def main(model: str = "atlas") -> dict:
+def world_field(model: str) -> str:
+    """The world at FIELD_RESOLUTION for ``model`` (built once, reused by later runs)."""
+    from omnimap.api import build_field
+
+    path = RESULTS / f"world-{FIELD_RESOLUTION:g}-{os.path.basename(model.rstrip('/'))}.field"
+    build_field(path, resolution=FIELD_RESOLUTION, model=model, progress=False)
+    return str(path)
+
+
+def serve_phases(source: list[str]) -> dict:
+    """Every phase against one server (a fresh, empty cache)."""
     with tempfile.TemporaryDirectory() as cache:
-        proc, base = _start(model, cache)
+        proc, base = _start(source, cache)
         try:
             t = time.perf_counter()
             httpx.get(f"{base}/legend", params={"q": "warm up"}, timeout=300).raise_for_status()
-            first_legend = time.perf_counter() - t
+            result = {"first_legend_s": time.perf_counter() - t}
             phases = {
                 "cold": _urls("sand dunes", "2024-01-15T12:00"),
                 "warm": _urls("sand dunes", "2024-01-15T12:00", repeat=4),
                 "new_prompt": _urls("snow-covered mountains", "2024-01-15T12:00"),
                 "new_time": _urls("sand dunes", "2024-01-15T21:00"),
             }
-            result = {"model": model, "clients": CLIENTS, "view_tiles": len(VIEW)}
-            result["first_legend_s"] = first_legend
             for name, urls in phases.items():
                 for key, value in asyncio.run(_phase(base, urls)).items():
                     result[f"{name}_{key}"] = value
         finally:
             proc.terminate()
             proc.wait(30)
+    return result
+
+
+def main(model: str = "atlas") -> dict:
+    field = world_field(model)
+    direct = serve_phases(["--model", model])
+    on_field = serve_phases(["--field", field])
+    result = {"model": model, "clients": CLIENTS, "view_tiles": len(VIEW), "field": field}
+    result.update({f"direct_{k}": v for k, v in direct.items()})
+    result.update({f"field_{k}": v for k, v in on_field.items()})
+    for phase in ("cold", "warm", "new_prompt", "new_time"):
+        for stat in ("p50_ms", "p99_ms"):
+            result[f"ratio_field_over_direct_{phase}_{stat}"] = (
+                on_field[f"{phase}_{stat}"] / direct[f"{phase}_{stat}"]
+            )
     return result
 
 

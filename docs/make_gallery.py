@@ -1,6 +1,6 @@
 """Render the README gallery with the built-in atlas: docs/gallery/*.png.
 
-    .venv/bin/python docs/make_gallery.py
+.venv/bin/python docs/make_gallery.py
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ OUT = Path(__file__).resolve().parent / "gallery"
 MAPS = [
     ("alps-snow-january", "snow-covered mountains", {"region": "Alps"}, "2024-01-15T09:00"),
     ("alps-snow-july", "snow-covered mountains", {"region": "Alps"}, "2024-07-15T09:00"),
-    ("europe-harbour-night", "a busy harbour at night", {"bbox": "-10,35,30,60"}, "2024-07-01T23:00"),
+    (
+        "europe-harbour-night",
+        "a busy harbour at night",
+        {"bbox": "-10,35,30,60"},
+        "2024-07-01T23:00",
+    ),
     ("world-sand-dunes", "sand dunes", {}, None),
     ("world-winter-snow-january", "deep winter snow", {}, "2024-01-15T12:00"),
     ("world-winter-snow-july", "deep winter snow", {}, "2024-07-15T12:00"),

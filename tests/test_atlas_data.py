@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from omnimap.atlas import describe as D
-from omnimap.atlas import facts as F
-from omnimap.atlas.dataset import build_set
-from omnimap.atlas.layers import GroundLayers
-from omnimap.atlas.prompts import LAND_COVER_PROMPTS, content_words, words
-from omnimap.atlas.sampling import HoldOut, choose_holdout
+from omnimap.datasets.atlas import describe as D
+from omnimap.datasets.atlas import facts as F
+from omnimap.datasets.atlas.dataset import build_set
+from omnimap.datasets.atlas.layers import GroundLayers
+from omnimap.datasets.atlas.sampling import HoldOut, choose_holdout
+from omnimap.eval.prompts import LAND_COVER_PROMPTS, content_words, words
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from omnimap import cli
+from omnimap.cli.main import main as cli_main
 
 
 def run_cli(*args):
@@ -22,7 +22,7 @@ def run_cli(*args):
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            cli.main()
+            cli_main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
@@ -44,7 +44,9 @@ def test_map_writes_geotiff_png_and_geojson(tiny_model_dir, tmp_path):
     code, stdout, err = run_cli("map", "snow on the mountains", "--region", "Alps", "--when", "2024-01-15T09:00",
                                 "--resolution", "0.25", "--out", str(out), "--model", str(tiny_model_dir))  # fmt: skip
     assert code == 0, err
-    assert out.exists() and out.with_suffix(".png").exists() and out.with_suffix(".geojson").exists()
+    assert (
+        out.exists() and out.with_suffix(".png").exists() and out.with_suffix(".geojson").exists()
+    )
     assert "peak 1" in stdout and "Alps" in stdout
     peaks = json.loads(out.with_suffix(".geojson").read_text())
     assert peaks["type"] == "FeatureCollection" and len(peaks["features"]) >= 1
@@ -75,13 +77,24 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, fragments, tiny_m
 
 
 def test_empty_prompt(tiny_model_dir, tmp_path):
-    code, _, err = run_cli("map", "  ", "--model", str(tiny_model_dir), "--bbox", "0,0,1,1", "--out", str(tmp_path / "e.tif"))
+    code, _, err = run_cli(
+        "map",
+        "  ",
+        "--model",
+        str(tiny_model_dir),
+        "--bbox",
+        "0,0,1,1",
+        "--out",
+        str(tmp_path / "e.tif"),
+    )
     assert_user_error(code, err, "prompt is empty")
     assert not (tmp_path / "e.tif").exists()
 
 
 def test_missing_and_corrupt_models(tiny_model_dir, tmp_path):
-    code, _, err = run_cli("map", "sea", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "a.tif"))
+    code, _, err = run_cli(
+        "map", "sea", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "a.tif")
+    )
     assert_user_error(code, err, "neither a directory nor a built-in model")
     bad = tmp_path / "bad-model"
     bad.mkdir()
@@ -90,7 +103,9 @@ def test_missing_and_corrupt_models(tiny_model_dir, tmp_path):
     weights = bytearray((bad / "model.safetensors").read_bytes())
     weights[200] ^= 0x55
     (bad / "model.safetensors").write_bytes(bytes(weights))
-    code, _, err = run_cli("map", "sea", "--model", str(bad), "--bbox", "0,0,1,1", "--out", str(tmp_path / "b.tif"))
+    code, _, err = run_cli(
+        "map", "sea", "--model", str(bad), "--bbox", "0,0,1,1", "--out", str(tmp_path / "b.tif")
+    )
     assert_user_error(code, err, "corrupt or replaced")
     assert not (tmp_path / "a.tif").exists() and not (tmp_path / "b.tif").exists()
 
@@ -106,7 +121,9 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "omnimap.cli", "map", "sea", "--bbox", "1,2,3"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: bbox must be W,S,E,N (4 numbers), got '1,2,3'"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: bbox must be W,S,E,N (4 numbers), got '1,2,3'"
+    ]
 
 
 @pytest.mark.slow

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 
 import omnimap.maps.engine as engine_mod
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
+from omnimap.core.store import ArrayStore
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
-from omnimap.maps.cache import ArrayCache
 from omnimap.maps.engine import MapEngine
 
 
 @pytest.fixture()
 def engine(tiny_model_dir, tmp_path):
-    return MapEngine(str(tiny_model_dir), cache=ArrayCache(tmp_path / "cells"))
+    return MapEngine(str(tiny_model_dir), store=ArrayStore("cells", root=tmp_path))
 
 
 @pytest.fixture()
@@ -57,7 +57,7 @@ def test_new_time_reuses_overhead_and_second_prompt_reuses_everything(engine, co
 def test_disk_cache_serves_a_new_process(engine, tiny_model_dir, tmp_path):
     when = When.parse("2024-03-01T12:00")
     first = engine.score("sea", GRID, when)
-    fresh = MapEngine(str(tiny_model_dir), cache=ArrayCache(tmp_path / "cells"))
+    fresh = MapEngine(str(tiny_model_dir), store=ArrayStore("cells", root=tmp_path))
     fresh.embedder.overhead = fresh.embedder.dynamic = None  # would fail if called
     np.testing.assert_allclose(fresh.score("sea", GRID, when), first, atol=1e-6)
 
@@ -71,9 +71,9 @@ def test_corrupt_cache_entry_is_detected_and_rebuilt(engine, tiny_model_dir, tmp
         data = bytearray(entry.read_bytes())
         data[len(data) // 2] ^= 0xFF
         entry.write_bytes(bytes(data))
-    fresh = MapEngine(str(tiny_model_dir), cache=ArrayCache(tmp_path / "cells"))
+    fresh = MapEngine(str(tiny_model_dir), store=ArrayStore("cells", root=tmp_path))
     np.testing.assert_allclose(fresh.score("forest", GRID, when), first, atol=1e-5)
-    assert all(fresh.cache.get(k) is not None for k in fresh._keys(GRID, when, "full"))
+    assert all(fresh.store.get(k) is not None for k in fresh._keys(GRID, when, "full"))
 
 
 def test_streaming_equals_in_memory(engine, monkeypatch):
@@ -81,7 +81,7 @@ def test_streaming_equals_in_memory(engine, monkeypatch):
     in_memory = engine.score(["snow", "sea"], GRID, when)
     monkeypatch.setattr(engine_mod, "MEMORY_BUDGET_BYTES", 1000)
     monkeypatch.setattr(engine_mod, "CHUNK_CELLS", 100)
-    engine._memory.clear()
+    engine._fused.clear()
     streamed = engine.score(["snow", "sea"], GRID, when)
     np.testing.assert_allclose(streamed, in_memory, atol=1e-5)
 
@@ -107,21 +107,3 @@ def test_time_free_map_ignores_the_time_key(engine):
 def test_bad_prompts(engine, prompt):
     with pytest.raises(InputError):
         engine.score(prompt, GRID)
-
-
-def test_cache_writer_leaves_nothing_on_failure(tmp_path):
-    cache = ArrayCache(tmp_path)
-    with pytest.raises(RuntimeError):
-        with cache.writer("k", (4, 2), np.float32) as w:
-            w.write(np.ones((2, 2)))  # only half the rows
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(KeyboardInterrupt):  # e.g. Ctrl-C mid-write
-        with cache.writer("k", (4, 2), np.float32) as w:
-            w.write(np.ones((2, 2)))
-            raise KeyboardInterrupt
-    assert list(tmp_path.iterdir()) == []
-    with cache.writer("k", (4, 2), np.float16) as w:
-        w.write(np.arange(8).reshape(4, 2))
-    entry = cache.get("k")
-    assert entry.read_rows(1, 3).tolist() == [[2, 3], [4, 5]]
-    assert cache.get("other") is None

@@ -8,18 +8,41 @@ import zarr
 from zarr.storage import LocalStore
 
 import omnimap.fields.build as build_mod
-from omnimap.errors import DataError, InputError
-from omnimap.fields import build_field, index, map_from_field, quantize, score_field, search_field
-from omnimap.fields.index import load_or_build
-from omnimap.fields.quality import EVAL_PROMPTS, spearman_by_prompt
-from omnimap.fields.query import engine_for
+from omnimap import api
+from omnimap.core.errors import DataError, InputError
+from omnimap.eval.field_quality import EVAL_PROMPTS, spearman_by_prompt
+from omnimap.fields import quantize
+from omnimap.fields.build import build_field
 from omnimap.fields.ray_engine import build_with_ray
 from omnimap.fields.store import Field
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
-from omnimap.maps.engine import Embedder, MapEngine
+from omnimap.maps import index
+from omnimap.maps.engine import MapEngine
+from omnimap.maps.index import load_or_build
 from omnimap.models.checkpoint import load_checkpoint
+from omnimap.models.embedder import Embedder
+
+
+def map_from_field(field, prompt, **place):
+    return api.zero_shot_map(prompt, field=field, **place)
+
+
+def search_field(field, prompt, **options):
+    return api.search(prompt, field=field, **options)
+
+
+def score_field(field, prompts, when=None):
+    """(P, rows, cols) maps of the whole field, through the engine's field path."""
+    field = field if isinstance(field, Field) else Field.open(field)
+    engine = MapEngine(None, field=field, use_cache=False)
+    return engine.score(list(prompts), field.grid, when), field.grid
+
+
+def engine_for(field):
+    return MapEngine(None, field=field)
+
 
 REGION = "-20,30,40,60"  # 60 x 30 cells at 1 deg: 4 x 8 chunks of 8 x 8
 RES, CHUNK = 1.0, 8
@@ -319,7 +342,8 @@ def test_indexed_search_recall(fields):
     path = fields["float16"]
     exact = search_field(path, "snow on the mountains", k=20).hits
     flat = search_field(path, "snow on the mountains", k=20, method="flat").hits
-    nlist = load_or_build(Field.open(path), engine_for(Field.open(path)), None, "ivf").nlist
+    field = Field.open(path)
+    nlist = load_or_build(engine_for(field), field.grid, None, "ivf").nlist
     ivf = {n: search_field(path, "snow on the mountains", k=20, method="ivf", nprobe=n).hits
            for n in (1, nlist)}  # fmt: skip
     recall = {
@@ -338,26 +362,32 @@ def test_indexed_search_recall(fields):
 
 def test_index_is_cached_per_time_and_verified(fields, monkeypatch):
     path = fields["int8"]
-    engine = engine_for(Field.open(path))
+    engine = api.get_engine(None, str(path))  # the engine api.search uses
     fusing = []
     real_dynamic = engine.embedder.dynamic
     monkeypatch.setattr(engine.embedder, "dynamic", lambda m: fusing.append(1) or real_dynamic(m))
+    monkeypatch.setattr(engine, "_fused", type(engine._fused)(1, 1))  # no fused embeddings kept
+
+    def indexes():  # this field's, among those of other tests in the same cache
+        mine = engine.field.content_digest()
+        return [k for k in engine.store.keys() if k.startswith("index|") and mine in k]
+
     first = search_field(path, "a quiet village in winter", k=5, method="flat")
     assert fusing
     fusing.clear()
     search_field(path, "sea", k=5, method="flat")  # in memory
     index._loaded.clear()
-    again = search_field(path, "a quiet village in winter", k=5, method="flat")  # from the field
+    again = search_field(path, "a quiet village in winter", k=5, method="flat")  # from the store
     assert not fusing and again.hits == first.hits
-    cached = list((path / "index").glob("*.faiss"))
-    assert len(cached) == 1
-    cached[0].write_bytes(cached[0].read_bytes()[:-8] + bytes(8))  # damaged: rebuilt
+    assert len(indexes()) == 1
+    data, _ = engine.store._paths(indexes()[0])
+    data.write_bytes(data.read_bytes()[:-8] + bytes(8))  # damaged: rebuilt
     index._loaded.clear()
     assert search_field(path, "a quiet village in winter", k=5, method="flat").hits == first.hits
     assert fusing
     fusing.clear()
     search_field(path, "sea", when="2024-01-01T00:00", method="flat")  # a new time: new index
-    assert fusing and len(list((path / "index").glob("*.faiss"))) == 2
+    assert fusing and len(indexes()) == 2
 
 
 def test_search_writes_geojson_and_checks_its_inputs(fields, tmp_path):

@@ -4,16 +4,11 @@ import json
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from omnimap.errors import InputError
-from omnimap.fields import map_from_field
-from omnimap.fields.cli import field_app, map_with_field, search_command
-
-app = typer.Typer()
-app.add_typer(field_app, name="field")
-app.command("search")(search_command)
+from omnimap import api
+from omnimap.cli.main import app
+from omnimap.core.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +43,21 @@ def test_search_prints_a_table_and_writes_geojson(built, tmp_path):
         round(f["properties"]["score"], 4) for f in features]  # fmt: skip
 
 
-def test_map_with_field(built):
-    result = map_with_field("forest", built, bbox="0,40,10,50", when="2024-07-01T12:00")
-    same = map_from_field(built, "forest", bbox="0,40,10,50", when="2024-07-01T12:00")
-    np.testing.assert_array_equal(result.scores, same.scores)
-    assert map_with_field("forest", built).grid.shape == (13, 20)  # the field's extent
-    with pytest.raises(InputError, match="--resolution comes from the field"):
-        map_with_field("forest", built, resolution=0.5)
+def test_map_with_field(built, tmp_path):
+    out = tmp_path / "forest.tif"
+    result = CliRunner().invoke(app, ["map", "forest", "--field", str(built), "--bbox", "0,40,10,50",
+                                      "--when", "2024-07-01T12:00", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    same = api.zero_shot_map("forest", field=built, bbox="0,40,10,50", when="2024-07-01T12:00")
+    import rasterio
+
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(1), same.scores)
+    assert api.zero_shot_map("forest", field=built).grid.shape == (13, 20)  # the field's extent
+    coarse = api.zero_shot_map("forest", field=built, resolution=4.0)  # 2 x 2 blocks of cells
+    assert coarse.grid.resolution == 4.0 and np.isfinite(coarse.scores).all()
+    with pytest.raises(InputError, match="whole multiple of the field's 2 deg"):
+        api.zero_shot_map("forest", field=built, resolution=0.5)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 from omnimap.geo import solar
 from omnimap.geo.bbox import BBox, wrap_lon
 from omnimap.geo.grid import LatLonGrid

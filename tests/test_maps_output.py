@@ -12,12 +12,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
-from omnimap.data import coastlines
-from omnimap.errors import DataError
+from omnimap.core.errors import DataError
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
 from omnimap.maps.result import MapResult
+from omnimap.resources import coastlines
 
 ANTIMERIDIAN = BBox(170, -20, -170, -10)
 
@@ -170,7 +170,12 @@ def test_write_all_into_new_directory(tmp_path):
         "stac": "alps.stac.json",
     }
     assert all(p.is_file() for p in out.values())
-    assert listing(tmp_path / "new" / "deeper") == ["alps.geojson", "alps.png", "alps.stac.json", "alps.tif"]
+    assert listing(tmp_path / "new" / "deeper") == [
+        "alps.geojson",
+        "alps.png",
+        "alps.stac.json",
+        "alps.tif",
+    ]
 
 
 def test_failed_geotiff_write_leaves_nothing(tmp_path, monkeypatch):

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from omnimap.encoders import get_text_encoder
-from omnimap.encoders.text import HFTextEncoder
-from omnimap.errors import DataError
+import omnimap.teachers.registry as registry
+import omnimap.teachers.store as teacher_store
+from omnimap.core.errors import DataError
+from omnimap.core.store import ArrayStore
 from omnimap.models.checkpoint import load_checkpoint
 from omnimap.models.student import Student, build_student
+from omnimap.teachers.registry import get_teacher
+from omnimap.teachers.store import CachedTeacher
+from omnimap.teachers.text import TextTeacher
 
 
 def test_fusion_adds_then_normalises():
@@ -103,9 +107,9 @@ def test_checkpoint_never_holds_pickles(tiny_model_dir):
 def test_text_encoder_loads_local_dir_and_mean_pools(tiny_teacher_dir):
     from transformers import AutoModel, AutoTokenizer
 
-    enc = HFTextEncoder(tiny_teacher_dir)
+    enc = TextTeacher(str(tiny_teacher_dir))
     texts = ["sand dunes in the desert", "a city at night"]
-    vecs = enc.embed(texts)
+    vecs = enc.embed("text", texts)
     assert vecs.shape == (2, 16) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
     tok, model = (
         AutoTokenizer.from_pretrained(tiny_teacher_dir),
@@ -121,58 +125,69 @@ def test_text_encoder_loads_local_dir_and_mean_pools(tiny_teacher_dir):
 
 
 def test_text_encoder_batches_and_order(tiny_teacher_dir):
-    enc = HFTextEncoder(tiny_teacher_dir, batch_size=2)
+    enc = TextTeacher(str(tiny_teacher_dir), batch_size=2)
     texts = ["ice", "a forest of trees and snow in winter", "sea", "the city lights at night"]
-    together = enc.embed(texts)
-    alone = np.concatenate([enc.embed([t]) for t in texts])
+    together = enc.embed("text", texts)
+    alone = np.concatenate([enc.embed("text", [t]) for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def segments(teacher):
+    return sorted(teacher.store("text").store.directory.glob("*.bin"))
 
 
 def test_cached_text_encoder_embeds_each_text_once(tiny_teacher_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("OMNIMAP_CACHE_DIR", str(tmp_path))
-    get_text_encoder.cache_clear()
-    enc = get_text_encoder(str(tiny_teacher_dir))
+    registry._shared.cache_clear()
+    enc = get_teacher(str(tiny_teacher_dir))
     calls = []
-    original = enc.encoder.embed
-    monkeypatch.setattr(enc.encoder, "embed", lambda texts, progress=False: calls.append(list(texts)) or original(texts))
-    first = enc.embed(["snow", "sea", "snow"])
-    second = enc.embed(["sea", "snow", "forest"])
+    original = enc.teacher.embed
+
+    def counting(modality, texts, progress=False):
+        calls.append(list(texts))
+        return original(modality, texts)
+
+    monkeypatch.setattr(enc.teacher, "embed", counting)
+    first = enc.embed("text", ["snow", "sea", "snow"])
+    second = enc.embed("text", ["sea", "snow", "forest"])
     assert calls == [["snow", "sea"], ["forest"]]
     np.testing.assert_allclose(first[1], second[0])
-    assert len(list(enc.directory.glob("*.npz"))) == 2  # one small segment per call
+    assert len(segments(enc)) == 2  # one small segment per call
     # A new process reads the segments instead of embedding again.
-    get_text_encoder.cache_clear()
-    fresh = get_text_encoder(str(tiny_teacher_dir))
-    monkeypatch.setattr(fresh.encoder, "embed", lambda texts, progress=False: calls.append(list(texts)) or original(texts))
-    np.testing.assert_allclose(fresh.embed(["forest", "snow"]), [second[2], first[0]])
+    registry._shared.cache_clear()
+    fresh = get_teacher(str(tiny_teacher_dir))
+    monkeypatch.setattr(fresh.teacher, "embed", counting)
+    np.testing.assert_allclose(fresh.embed("text", ["forest", "snow"]), [second[2], first[0]])
     assert len(calls) == 2
     # A corrupt segment is deleted and its texts embedded again.
-    for seg in enc.directory.glob("*.npz"):
+    for seg in segments(enc):
         seg.write_bytes(b"garbage")
-    get_text_encoder.cache_clear()
-    again = get_text_encoder(str(tiny_teacher_dir))
-    np.testing.assert_allclose(again.embed(["snow"])[0], first[0], atol=1e-6)
-    assert len(list(again.directory.glob("*.npz"))) == 1
-    get_text_encoder.cache_clear()
+    registry._shared.cache_clear()
+    again = get_teacher(str(tiny_teacher_dir))
+    np.testing.assert_allclose(again.embed("text", ["snow"])[0], first[0], atol=1e-6)
+    assert len(segments(again)) == 1
+    registry._shared.cache_clear()
 
 
 def test_text_cache_merges_many_segments(tiny_teacher_dir, monkeypatch, tmp_path):
-    import omnimap.encoders.embedding_cache as ec
+    monkeypatch.setattr(teacher_store, "MAX_SEGMENTS", 3)
 
-    monkeypatch.setattr(ec, "MAX_SEGMENTS", 3)
-    enc = ec.CachedTextEncoder(HFTextEncoder(tiny_teacher_dir), tmp_path / "cache")
+    def cached():
+        return CachedTeacher(TextTeacher(str(tiny_teacher_dir)), ArrayStore("text", root=tmp_path))
+
+    enc = cached()
     words = ["snow", "sea", "ice", "city", "forest"]
-    vectors = [enc.embed([w])[0] for w in words]
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
-    merged = ec.CachedTextEncoder(HFTextEncoder(tiny_teacher_dir), tmp_path / "cache")
-    np.testing.assert_allclose(merged.embed(words), np.stack(vectors), atol=1e-6)
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    vectors = [enc.embed("text", [w])[0] for w in words]
+    assert len(segments(enc)) == 5
+    merged = cached()
+    np.testing.assert_allclose(merged.embed("text", words), np.stack(vectors), atol=1e-6)
+    assert len(segments(merged)) == 1
 
 
 def test_missing_text_model_is_a_data_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="cannot load text encoder"):
-        HFTextEncoder(tmp_path / "empty").embed(["x"])
+    with pytest.raises(DataError, match="cannot load model"):
+        TextTeacher(str(tmp_path / "empty")).embed("text", ["x"])
 
 
 def test_save_checkpoint_writes_atomically(tmp_path, monkeypatch):

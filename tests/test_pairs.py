@@ -14,22 +14,17 @@ from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 from typer.testing import CliRunner
 
-from omnimap.errors import DataError, InputError
-from omnimap.pairs import (
-    Position,
-    ShardReader,
-    from_csv,
-    from_photos,
-    load_ground,
-    read_pairs,
-    read_teacher_embeddings,
-    write_geotagged_jpeg,
-    write_shards,
-    write_teacher_embeddings,
-)
-from omnimap.pairs.cli import pairs_app
-from omnimap.pairs.exif import PhotoSkip, open_checked, photo_meta
+from omnimap.cli.pairs import pairs_app
+from omnimap.core.digest import text_keys
+from omnimap.core.errors import DataError, InputError
+from omnimap.core.store import ArrayStore
+from omnimap.datasets.crossview import open_pairs
+from omnimap.datasets.pairs.build import from_csv, from_photos
+from omnimap.datasets.pairs.exif import PhotoSkip, open_checked, photo_meta, write_geotagged_jpeg
+from omnimap.datasets.pairs.shards import ShardReader, write_shards
+from omnimap.datasets.pairs.table import read_pairs
 from omnimap.sources import open_source
+from omnimap.teachers.store import EmbeddingStore
 
 WHEN = datetime(2024, 7, 1, 16, 45, 30)
 
@@ -228,10 +223,6 @@ def pairs_table(tmp_path):
     return out
 
 
-def all_samples(shard_dir, **kwargs):
-    return list(ShardReader(shard_dir).iter_samples(**kwargs))
-
-
 def test_shards_round_trip(pairs_table, tmp_path):
     summary = write_shards(pairs_table, tmp_path / "shards", samples_per_shard=3)
     assert (summary["shards"], summary["samples"], summary["skipped"]) == (3, 7, 1)
@@ -239,34 +230,27 @@ def test_shards_round_trip(pairs_table, tmp_path):
     pairs = read_pairs(pairs_table)
     table = {r["id"]: r for r in pairs.table.to_pylist()}
     source = open_source("bmng", 100_000, 8)
-    samples = all_samples(tmp_path / "shards", shuffle=False)
+    data = open_pairs(tmp_path / "shards")  # read by row, as training and evaluation do
     ordered = [r["id"] for r in pairs.table.to_pylist() if r["lon"] < 179]
-    assert [s.id for s in samples] == ordered
-    for s in samples:
-        row = table[s.id]
-        assert s.meta == {k: v for k, v in row.items() if k != "geometry"}
-        np.testing.assert_array_equal(s.overhead, source.patches([row["lon"]], [row["lat"]])[0])
-        assert s.ground == (pairs_table.parent / row["ground_path"]).read_bytes()
-        assert s.ground_ext == "jpg" and load_ground(s.ground).size == (64, 64)
+    assert data.ids.tolist() == ordered and len(ShardReader(tmp_path / "shards")) == 7
+    direct = open_pairs(pairs_table)
+    same = [list(direct.ids).index(i) for i in ordered]
+    np.testing.assert_array_equal(data.meta, direct.meta[same])
+    for row, sid in enumerate(ordered):
+        r = table[sid]
+        assert (data.lon[row], data.lat[row]) == (r["lon"], r["lat"])
+        np.testing.assert_array_equal(
+            data.patches(np.array([row]))[0], source.patches([r["lon"]], [r["lat"]])[0]
+        )
+        photo = data.photos(np.array([row]))[0]
+        with Image.open(pairs_table.parent / r["ground_path"]) as im:
+            np.testing.assert_array_equal(np.asarray(photo), np.asarray(im.convert("RGB")))
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert manifest["overhead_ref"] == source.key and "Blue Marble" in manifest["attribution"]
     skipped = list(csv.DictReader(open(tmp_path / "shards" / "skipped.csv", encoding="utf-8")))
     assert [r["reason"] for r in skipped] == ["no_imagery"] and "antimeridian" in skipped[0][
         "detail"
     ]
-
-
-def test_shard_order_is_deterministic_and_resumable(pairs_table, tmp_path):
-    write_shards(pairs_table, tmp_path / "shards", samples_per_shard=3)
-    run = [s.id for s in all_samples(tmp_path / "shards", seed=7, epoch=1)]
-    assert run == [s.id for s in all_samples(tmp_path / "shards", seed=7, epoch=1)]
-    assert sorted(run) == sorted(s.id for s in all_samples(tmp_path / "shards", shuffle=False))
-    assert run != [s.id for s in all_samples(tmp_path / "shards", seed=7, epoch=2)]
-    stream = all_samples(tmp_path / "shards", seed=7, epoch=1)
-    for k, sample in enumerate(stream):
-        rest = all_samples(tmp_path / "shards", seed=7, epoch=1, start=sample.next_position)
-        assert [s.id for s in rest] == run[k + 1 :]
-    assert stream[-1].next_position == Position(3, 0)
 
 
 class CrashingSource:
@@ -312,7 +296,7 @@ def test_shard_writer_is_atomic_and_resumes(pairs_table, tmp_path):
     assert (
         again["resumed_shards"] == 2 and (shards / "shard-000000.tar").stat().st_mtime_ns == first
     )
-    assert len(all_samples(shards)) == 7
+    assert len(open_pairs(shards)) == 7
     with pytest.raises(DataError, match="made for imagery"):
         write_shards(pairs_table, shards, imagery=open_source("bmng", 50_000, 8))
 
@@ -320,23 +304,29 @@ def test_shard_writer_is_atomic_and_resumes(pairs_table, tmp_path):
 def test_teacher_embeddings(pairs_table, tmp_path):
     shards = tmp_path / "shards"
     write_shards(pairs_table, shards, samples_per_shard=3)
-    ids = [s.id for s in all_samples(shards, shuffle=False)]
+    ids = [str(i) for i in open_pairs(shards).ids]
     vectors = np.random.default_rng(0).normal(size=(len(ids), 4)).astype(np.float32)
-    key = "openai/clip-vit-base-patch32@main"
-    assert len(read_teacher_embeddings(shards, key)) == 0
-    write_teacher_embeddings(shards, key, ids[:3], vectors[:3])
-    write_teacher_embeddings(shards, key, ids[3:], vectors[3:])
-    write_teacher_embeddings(shards, key, ids[:3], vectors[:3])  # rewritten, not duplicated
-    stored = read_teacher_embeddings(shards, key)
-    assert len(stored) == len(ids) and stored.dim == 4
-    got, found = stored.lookup([ids[5], "unknown", ids[0]])
+    space = "clip-image-0123"
+
+    def beside_the_shards():
+        return EmbeddingStore(space, ArrayStore("teacher", root=shards))
+
+    store = beside_the_shards()
+    assert len(store) == 0
+    store.add(text_keys(ids[:3]), vectors[:3])
+    store.add(text_keys(ids[3:]), vectors[3:])
+    store.add(text_keys(ids[:3]), vectors[:3])  # already there: no new segment
+    assert len(list((shards / "teacher").glob("*.bin"))) == 2
+    stored = beside_the_shards()
+    assert len(stored) == len(ids)
+    got, found = stored.lookup(text_keys([ids[5], "unknown", ids[0]]))
     assert found.tolist() == [True, False, True]
     np.testing.assert_array_equal(got[[0, 2]], vectors[[5, 0]])
     assert not got[1].any()
-    for chunk in (shards / "teacher").glob("*/*.npy"):
-        np.load(chunk, allow_pickle=False)  # plain arrays, no pickles
-    with pytest.raises(InputError, match="stored as"):
-        write_teacher_embeddings(shards, key, ids[:1], np.zeros((1, 8), np.float32))
+    # Raw arrays and JSON manifests only: nothing to unpickle.
+    assert {p.suffix for p in (shards / "teacher").iterdir()} == {".bin", ".json"}
+    with pytest.raises(ValueError, match="dim 8"):
+        stored.add(text_keys(["new"]), np.zeros((1, 8), np.float32))
 
 
 def test_cli(photo_dir, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 from omnimap.geo import regions
 from omnimap.geo.regions import resolve_region
 

@@ -1,11 +1,12 @@
 """The atlas weights shipped before the architecture change still load, and today's
 scoring path gives the maps the old code gave (recorded by
-tests/data/record_atlas_v1_maps.py at commit d6191d2)."""
+tests/data/record_atlas_v1_maps.py at commit d6191d2: 20 prompts, 3 times, 2 grids)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
@@ -33,4 +34,7 @@ def test_atlas_v1_maps_unchanged(recorded):
             now = engine.score(module.PROMPTS, grid, When.parse(when) if when else None)
             old = before[f"{name}_t{t}"]
             assert now.shape == old.shape == (len(module.PROMPTS), *grid.shape)
-            np.testing.assert_allclose(now, old, atol=2e-5, rtol=0)
+            # Cells are scored from float16 embeddings now (maps/scoring.py): ~1e-4.
+            np.testing.assert_allclose(now, old, atol=5e-4, rtol=0)
+            for a, b in zip(now, old, strict=True):
+                assert spearmanr(a.ravel(), b.ravel()).statistic > 0.9999

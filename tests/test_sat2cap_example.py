@@ -11,7 +11,7 @@ from omnimap.models.checkpoint import load_checkpoint
 
 @pytest.mark.slow
 def test_example_builds_trains_evaluates_and_maps(tmp_path):
-    from omnimap.sat2cap.example import run
+    from omnimap.examples.sat2cap import run
 
     result = run(tmp_path, steps=40)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from omnimap.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError
 from omnimap.models.checkpoint import load_checkpoint, save_checkpoint
 from omnimap.models.student import build_student
-from omnimap.sat2cap.augment import OPS, OverheadAugment
-from omnimap.sat2cap.config import TrainConfig
-from omnimap.sat2cap.teacher import CLIPTeacher, CLIPTextEncoder, clip_text_encoder
-from omnimap.sat2cap.tiny import make_tiny_clip
-from omnimap.sat2cap.train import architecture
+from omnimap.teachers.clip import CLIPTeacher
+from omnimap.teachers.registry import get_teacher
+from omnimap.teachers.tiny import make_tiny_clip
+from omnimap.train.augment import OPS, OverheadAugment
+from omnimap.train.config import Sat2CapConfig as TrainConfig
+from omnimap.train.recipes.sat2cap import architecture
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,12 @@ def test_teacher_loads_locally_and_embeds_both_towers(teacher, clip_dir):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(t[0], t[2], atol=1e-6)
     assert abs(float(t[0] @ t[1])) < 0.999
-    # The text encoder for maps has HFTextEncoder's interface.
-    enc = CLIPTextEncoder(clip_dir)
-    assert enc.dim == 32 and enc.key == teacher.text_key
-    np.testing.assert_allclose(enc.embed(["a sandy beach"])[0], t[1], atol=1e-6)
-    np.testing.assert_allclose(
-        clip_text_encoder(str(clip_dir)).embed(["a sandy beach"])[0], t[1], atol=1e-6
-    )
+    # Through the teacher protocol (and the embedding store), as maps use it.
+    enc = get_teacher(str(clip_dir), "clip")
+    assert enc.dim == 32 and enc.modality_key("text") == teacher.text_key
+    assert enc.modalities == ("image", "text")
+    np.testing.assert_allclose(enc.embed("text", ["a sandy beach"])[0], t[1], atol=1e-6)
+    np.testing.assert_allclose(enc.embed("image", list(images[:1]))[0], v[0], atol=1e-6)
 
 
 def test_preprocessing_resizes_shortest_edge_then_centre_crops(teacher):
@@ -63,7 +63,7 @@ def test_keys_change_with_weights_and_are_stable(teacher, clip_dir, tmp_path):
 
 def test_missing_teacher_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="cannot load CLIP teacher"):
+    with pytest.raises(DataError, match="cannot load model"):
         _ = CLIPTeacher(tmp_path / "empty").dim
 
 
@@ -178,7 +178,7 @@ def _torchvision_equalize(channel: torch.Tensor) -> torch.Tensor:
 
 
 def test_batches_are_seeded_epochs_and_the_loader_reports_errors():
-    from omnimap.sat2cap.batches import batch_rows, metadata_dropped, prefetch
+    from omnimap.train.batches import batch_rows, metadata_dropped, prefetch
 
     epoch = np.concatenate([batch_rows(7, s, 50, 16) for s in range(3)])  # 3 full batches
     assert len(set(epoch.tolist())) == 48 and epoch.max() < 50

@@ -5,22 +5,21 @@ import json
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
-from omnimap.errors import InputError
+from omnimap import api
+from omnimap.cli.main import app
+from omnimap.core.errors import InputError
+from omnimap.datasets.crossview import open_pairs
+from omnimap.eval.crossview import evaluate_retrieval, format_table
 from omnimap.eval.retrieval import retrieval_metrics
+from omnimap.examples.sat2cap import build_data
+from omnimap.maps.captions import BUILTIN_CAPTIONS, read_caption_bank
 from omnimap.models.checkpoint import load_checkpoint, save_checkpoint
 from omnimap.models.student import build_student
-from omnimap.sat2cap import cli as sat2cap_cli
-from omnimap.sat2cap.captions import BUILTIN_CAPTIONS, rank_captions, read_caption_bank
-from omnimap.sat2cap.data import open_pairs
-from omnimap.sat2cap.evaluate import evaluate_retrieval, format_table
-from omnimap.sat2cap.example import build_data
-from omnimap.sat2cap.search import from_pairs, search, write_results
-from omnimap.sat2cap.teacher import get_teacher
-from omnimap.sat2cap.tiny import make_tiny_clip
-from omnimap.sat2cap.train import architecture
+from omnimap.teachers.clip import CLIPTeacher
+from omnimap.teachers.tiny import make_tiny_clip
+from omnimap.train.recipes.sat2cap import architecture
 
 BMNG = {"type": "bmng", "patch_size": 16}
 
@@ -30,7 +29,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("sat2cap-uses")
     paths = build_data(root, n_train=32, n_test=16)
     clip = make_tiny_clip(root / "clip")
-    return {"root": root, "clip": clip, "teacher": get_teacher(str(clip)), **paths}
+    return {"root": root, "clip": clip, "teacher": CLIPTeacher(clip), **paths}
 
 
 def _student_dir(setup, path, use_dynamic=True, imagery=None):
@@ -98,6 +97,10 @@ def _time_model(setup, path, bank):
     return path
 
 
+def rank_captions(model, lon, lat, when=None, bank=None, k=5):
+    return api.captions(lon, lat, when=when, bank=bank, k=k, model=str(model))
+
+
 def test_captions_change_with_the_time_of_day(setup, tmp_path):
     bank = ["a dark street at night", "a bright sunny square at noon", "a sandy beach"]
     model = _time_model(setup, tmp_path / "time", bank)
@@ -124,96 +127,69 @@ def test_caption_files_and_the_builtin_bank(tmp_path):
 
 
 def test_text_search_writes_a_contact_sheet_and_geojson(setup, tmp_path):
-    model = load_checkpoint(_student_dir(setup, tmp_path / "m"))
+    model_dir = _student_dir(setup, tmp_path / "m")
+    model = load_checkpoint(model_dir)
     data = open_pairs(setup["test"])
-    candidates = from_pairs(data)
-    hits = search(model, "a town at night", candidates, k=5)
-    scores = [h["score"] for h in hits]
+    result, patches = api.search_pairs("a town at night", setup["test"], model=str(model_dir), k=5)
+    hits = result.hits
+    scores = [h.score for h in hits]
     assert len(hits) == 5 and scores == sorted(scores, reverse=True)
     q = setup["teacher"].embed_texts(["a town at night"])[0]
     with torch.no_grad():
         s = model.student(
-            torch.from_numpy(candidates.patches), torch.from_numpy(candidates.meta)
+            torch.from_numpy(data.patches(np.arange(len(data)))), torch.from_numpy(data.meta)
         ).numpy()
-    assert hits[0]["index"] == int(np.argmax(s @ q))
-    assert hits[0]["score"] == pytest.approx(float(np.max(s @ q)), abs=1e-5)
-    paths = write_results("a town at night", hits, candidates, tmp_path / "out" / "search")
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    features = json.loads(paths["geojson"].read_text())["features"]
+    assert hits[0].index == int(np.argmax(s @ q))
+    assert hits[0].score == pytest.approx(float(np.max(s @ q)), abs=1e-5)
+    np.testing.assert_array_equal(patches[0], data.patches(np.array([hits[0].index]))[0])
+    png = api.write_contact_sheet(result, tmp_path / "out" / "search.png", patches)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    features = json.loads(result.write_geojson(tmp_path / "out" / "search.geojson").read_text())
+    features = features["features"]
     assert [f["properties"]["rank"] for f in features] == [1, 2, 3, 4, 5]
-    assert features[0]["geometry"]["coordinates"] == [hits[0]["lon"], hits[0]["lat"]]
+    assert features[0]["geometry"]["coordinates"] == [round(hits[0].lon, 6), round(hits[0].lat, 6)]
+    assert features[0]["properties"]["id"] == hits[0].id
     with pytest.raises(InputError, match="prompt is empty"):
-        search(model, "  ", candidates)
-
-
-def _app() -> typer.Typer:
-    """omnimap's CLI shape: train and evaluate groups, with the Sat2Cap commands added."""
-    app = typer.Typer(no_args_is_help=True)
-    train_app, evaluate_app = typer.Typer(no_args_is_help=True), typer.Typer(no_args_is_help=True)
-
-    @train_app.command("atlas")
-    def atlas() -> None:
-        typer.echo("atlas")
-
-    @evaluate_app.command("atlas")
-    def evaluate_atlas() -> None:
-        typer.echo("atlas")
-
-    app.add_typer(train_app, name="train")
-    app.add_typer(evaluate_app, name="evaluate")
-    sat2cap_cli.register(app, train_app, evaluate_app)
-    return app
+        api.search_pairs("  ", setup["test"], model=str(model_dir))
 
 
 def test_cli_trains_evaluates_searches_and_captions(setup, tmp_path):
-    app, runner = _app(), CliRunner()
+    runner = CliRunner()
     cfg = {"pairs": str(setup["train"]), "teacher": str(setup["clip"]), "steps": 2, "batch_size": 16,
            "queue_size": 16, "stats_samples": 16, "device": "cpu"}  # fmt: skip
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     run = tmp_path / "run"
     result = runner.invoke(
-        app, ["train", "--config", str(tmp_path / "cfg.json"), "--out", str(run)]
+        app, ["train", "sat2cap", "--config", str(tmp_path / "cfg.json"), "--out", str(run)]
     )
     assert result.exit_code == 0, result.output
     assert "saved" in result.output and load_checkpoint(run).config["training"]["step"] == 2
-    # The group's subcommands still work beside --config.
-    assert runner.invoke(app, ["train", "atlas"]).output.strip() == "atlas"
     out = tmp_path / "metrics.json"
-    args = [
-        "evaluate",
-        "retrieval",
-        "--model",
-        str(run),
-        "--pairs",
-        str(setup["test"]),
-        "--gallery",
-        "10",
-        "--out",
-        str(out),
-    ]
+    args = ["evaluate", "retrieval", "--model", str(run), "--pairs", str(setup["test"]),
+            "--gallery", "10", "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["gallery"] == 10 and "CLIP (teacher" in result.output
-    result = runner.invoke(app, ["sat2cap", "captions", "--model", str(run), "--lon", "9.05", "--lat", "45.04",
+    result = runner.invoke(app, ["captions", "--model", str(run), "--lon", "9.05", "--lat", "45.04",
                                  "--when", "2021-07-01T21:00", "-k", "2", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert [c["rank"] for c in json.loads(result.output)] == [1, 2]
-    result = runner.invoke(app, ["sat2cap", "search", "a lake", "--model", str(run), "--pairs", str(setup["test"]),
-                                 "-k", "3", "--out", str(tmp_path / "s")])  # fmt: skip
+    result = runner.invoke(app, ["search", "a lake", "--model", str(run), "--pairs", str(setup["test"]),
+                                 "-k", "3", "--geojson", str(tmp_path / "s.geojson"),
+                                 "--sheet", str(tmp_path / "s.png")])  # fmt: skip
     assert result.exit_code == 0, result.output
     features = json.loads((tmp_path / "s.geojson").read_text())["features"]
     assert (tmp_path / "s.png").is_file() and len(features) == 3
 
 
 def test_cli_user_errors_are_omnimap_errors(setup, tmp_path):
-    app, runner = _app(), CliRunner()
+    runner = CliRunner()
     (tmp_path / "bad.json").write_text(json.dumps({"pairs": "x.parquet", "stepz": 1}))
-    result = runner.invoke(app, ["train", "--config", str(tmp_path / "bad.json")])
+    result = runner.invoke(app, ["train", "sat2cap", "--config", str(tmp_path / "bad.json")])
     assert isinstance(result.exception, InputError) and "stepz" in str(result.exception)
     result = runner.invoke(
         app, ["evaluate", "retrieval", "--model", "m", "--pairs", "p", "--ablation", "oops"]
     )
     assert isinstance(result.exception, InputError) and "NAME=RUN_DIR" in str(result.exception)
-    result = runner.invoke(app, ["sat2cap", "search", "x", "--model", "m"])
-    assert isinstance(result.exception, InputError) and "--pairs or --bbox" in str(result.exception)
-    assert "--config" in runner.invoke(app, ["train"]).output
+    result = runner.invoke(app, ["search", "x", "--pairs", "p", "--bbox", "0,0,1,1"])
+    assert isinstance(result.exception, InputError) and "--pairs searches" in str(result.exception)

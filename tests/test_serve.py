@@ -22,14 +22,14 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-from omnimap.errors import InputError
+from omnimap.core.errors import DataError, InputError
+from omnimap.core.lru import LRUCache
+from omnimap.core.store import MemoryStore
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.maps.engine import MapEngine
 from omnimap.serve import tiles
 from omnimap.serve.app import create_app
-from omnimap.serve.lru import LRUCache
-from omnimap.serve.memcache import MemoryArrayCache
 from omnimap.serve.service import EngineScorer
 
 JAN = "2024-01-15T09:00"
@@ -39,7 +39,7 @@ class CountingScorer:
     """Wraps a real scorer: counts calls and records whether two ever overlapped."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.key = inner, inner.name, inner.key
+        self.inner, self.name, self.key, self.lattice = inner, inner.name, inner.key, inner.lattice
         self.calls: list[tuple[str, str, str]] = []
         self.active = self.max_active = 0
         self._lock = threading.Lock()
@@ -306,8 +306,8 @@ def test_single_flight_shares_results_and_never_caches_failures():
 def test_memory_cache_keeps_the_overhead_part_for_a_new_time(tiny_model_dir):
     from omnimap.geo.timefeat import When
 
-    cache = MemoryArrayCache(max_bytes=64 * 1024**2)
-    engine = MapEngine(str(tiny_model_dir), cache=cache)
+    cache = MemoryStore(max_bytes=64 * 1024**2)
+    engine = MapEngine(str(tiny_model_dir), store=cache)
     calls = []
     original = engine.embedder.overhead
     engine.embedder.overhead = lambda *a: calls.append(1) or original(*a)
@@ -318,7 +318,6 @@ def test_memory_cache_keeps_the_overhead_part_for_a_new_time(tiny_model_dir):
     assert calls == [1]
     reference = MapEngine(str(tiny_model_dir), use_cache=False).score("snow", grid, When.parse(JAN))
     np.testing.assert_array_equal(first, reference)  # the same numbers as uncached
-    assert not cache.fits((10, 16), np.float32)  # fused: the engine keeps those itself
     assert not cache.fits((1_000_000, 16), np.float16)  # a download's: never cached
 
 
@@ -366,7 +365,7 @@ def test_serve_command_binds_loopback_and_warns_otherwise(tiny_model_dir, monkey
     import typer
     import uvicorn
 
-    from omnimap.serve.cli import serve_command
+    from omnimap.cli.serve import serve_command
 
     runs = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
@@ -380,7 +379,7 @@ def test_serve_command_binds_loopback_and_warns_otherwise(tiny_model_dir, monkey
     r = runner.invoke(app, ["--model", str(tiny_model_dir), "--host", "0.0.0.0"])
     assert "no authentication" in r.output
     r = runner.invoke(app, ["--model", str(tiny_model_dir), "--field", "f"])
-    assert isinstance(r.exception, InputError)
+    assert isinstance(r.exception, DataError) and "does not exist" in str(r.exception)
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -396,7 +395,7 @@ def _start_server(model_dir, tmp_path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "OMNIMAP_CACHE_DIR": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "omnimap.serve", "--model", str(model_dir), "--port", str(port)],
+        [sys.executable, "-m", "omnimap.cli.main", "serve", "--model", str(model_dir), "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -457,7 +456,7 @@ def test_a_killed_server_never_serves_or_leaves_anything_corrupt(tiny_model_dir,
     # The server's caches are in memory: on disk there is at most the teacher's own
     # (atomically written, checksummed) text-embedding cache.
     written = {p.relative_to(tmp_path / "cache").parts[0] for p in (tmp_path / "cache").rglob("*")}
-    assert written <= {"text-embeddings"}
+    assert written <= {"embeddings"}
 
 
 def test_tile_grids_stay_small():

@@ -15,9 +15,9 @@ from PIL import Image
 from rasterio.transform import Affine
 from rasterio.warp import transform as warp_transform
 
-from omnimap.data.imagery import blue_marble
-from omnimap.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError
 from omnimap.sources import PatchGeometry, open_source, source_from_config
+from omnimap.sources.bmng import blue_marble
 from omnimap.sources.geotiff import GeoTiffSource
 from omnimap.sources.xyz import XyzSource
 
@@ -245,7 +245,7 @@ class TileServer:
                     actions = server.script.get((z, x, y), [])
                     action = actions.pop(0) if actions else "ok"
                 if action == "timeout":
-                    time.sleep(0.6)
+                    time.sleep(2.5)  # past timeout_s (1 s, roomy for a loaded machine)
                     action = "ok"
                 if action == "ok":
                     status, body = 200, render_tile(z, x, y)
@@ -289,7 +289,7 @@ def make_source(server, tmp_path):
     made = []
 
     def make(**options) -> XyzSource:
-        options = {"requests_per_second": 1000.0, "timeout_s": 0.2, "max_attempts": 3,
+        options = {"requests_per_second": 1000.0, "timeout_s": 1.0, "max_attempts": 3,
                    "backoff_s": 0.01, "cache": tmp_path / "tiles", **options}  # fmt: skip
         src = XyzSource(server.url, GEOMETRY.ground_size_m, GEOMETRY.pixels, **options)
         made.append(src)
@@ -324,7 +324,7 @@ def test_xyz_cache_hits_avoid_requests_and_corrupt_entries_refetch(server, make_
         make_source().patches([LON0], [LAT0]), make_source().patches([LON0], [LAT0])
     )
     assert server.requests() == first  # fresh sources, same disk cache: no requests
-    entry = next((tmp_path / "tiles").glob("*/*.tile"))
+    entry = next((tmp_path / "tiles").rglob("*.bin"))
     entry.write_bytes(entry.read_bytes()[:-10] + b"corrupted!")
     make_source().patches([LON0], [LAT0])
     assert server.requests() == first + 1
@@ -378,5 +378,5 @@ def test_xyz_cache_respects_max_size(server, make_source, tmp_path):
     tile_bytes = len(render_tile(14, 8942, 5887)) + 12
     src = make_source(max_cache_bytes=3 * tile_bytes)
     src.read([LON0 + 0.05 * i for i in range(6)], [LAT0] * 6)
-    total = sum(p.stat().st_size for p in (tmp_path / "tiles").glob("*/*.tile"))
+    total = sum(p.stat().st_size for p in (tmp_path / "tiles").rglob("*.bin"))
     assert 0 < total <= 3 * tile_bytes

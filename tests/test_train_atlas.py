@@ -1,36 +1,194 @@
-"""Training the atlas end to end on a tiny sample, with the real layers and teacher."""
+"""Training the atlas over the one loop, with the real layers: config errors up front
+(in Python and through the CLI), exact resume, DDP equals one process, and a run that
+learns and plugs into the map engine and the model card."""
 
+import contextlib
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
+import torch
 
-from omnimap.errors import InputError
-from omnimap.train.atlas import AtlasTrainConfig, train_atlas
+from omnimap.core.errors import InputError
+from omnimap.models.checkpoint import load_checkpoint
+from omnimap.train.config import AtlasConfig
+from omnimap.train.loop import train
+from omnimap.train.recipes import atlas as atlas_recipe
+from omnimap.train.recipes.atlas import AtlasRecipe
+
+
+@pytest.fixture(scope="module")
+def layers():
+    from omnimap.datasets.atlas.layers import GroundLayers
+
+    return GroundLayers()  # read once for the module: they take seconds
+
+
+def _tiny(teacher_dir, **over) -> AtlasConfig:
+    """Seconds of training: a few steps over 1,000 samples, the tiny BERT as teacher."""
+    base = {"teacher": str(teacher_dir), "samples": 1000, "steps": 6, "batch_size": 64,
+            "queue_size": 128, "warmup_steps": 2, "checkpoint_every": 2, "log_every": 1,
+            "device": "cpu"}  # fmt: skip
+    return AtlasConfig.from_dict({**base, **over})
 
 
 def test_config_rejects_unknown_keys_and_bad_queue():
     with pytest.raises(InputError, match="unknown training option"):
-        AtlasTrainConfig.from_dict({"lr": 1e-3, "stepz": 5})
-    with pytest.raises(InputError, match="multiple of batch_size"):
-        AtlasTrainConfig(batch_size=64, queue_size=100).validate()
+        AtlasConfig.from_dict({"lr": 1e-3, "stepz": 5})
+    with pytest.raises(InputError, match="multiple of the global batch_size"):
+        AtlasConfig(batch_size=64, queue_size=100).validate()
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"stepz": 5}, "unknown training option(s): stepz"),
+        ({"steps": "many"}, "'steps' must be an integer"),
+        ({"lr": True}, "'lr' must be a number"),
+        ({"betas": [0.9]}, "'betas' must be a list of 2 numbers"),
+        ({"samples": 2000}, "samples 2000 must be at least queue_size 8192"),
+        ({"samples": 100, "queue_size": 0}, "samples 100 must be at least batch_size 512"),
+        ({"patch_size": 12}, "patch_size 12 must be divisible"),
+        ({"time_dropout": 1.5}, "time_dropout must be within 0..1"),
+        ({"device": "tpu"}, "device must be"),
+        ({"min_lr": 0.1}, "min_lr must be within 0..lr"),
+    ],
+)
+def test_config_errors_are_one_line_input_errors(options, fragment):
+    with pytest.raises(InputError) as info:
+        AtlasConfig.from_dict(options)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def _run_cli(*args):
+    """The CLI in-process; (exit code, stdout, stderr)."""
+    from omnimap.cli.main import main
+
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv, code = ["omnimap", *args], 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_cli_rejects_bad_configs_in_one_line_before_any_data(tmp_path, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data were built for a config that cannot train")
+
+    monkeypatch.setattr(atlas_recipe, "GroundLayers", no_data)
+    bad_key, bad_type = tmp_path / "key.json", tmp_path / "type.json"
+    bad_key.write_text(json.dumps({"steps": 5, "stepz": 5}))
+    bad_type.write_text(json.dumps({"queue_size": "big"}))
+    cases = [
+        (("--samples", "2000"), "samples 2000 must be at least queue_size 8192"),
+        (("--config", str(bad_key)), "unknown training option(s): stepz"),
+        (("--config", str(bad_type)), "'queue_size' must be an integer"),
+    ]
+    for args, fragment in cases:
+        code, _, err = _run_cli("train", "atlas", "--out", str(tmp_path / "run"), *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(layers, tiny_teacher_dir, tmp_path):
+    cfg = _tiny(tiny_teacher_dir)
+    straight = train(AtlasRecipe(cfg, layers), tmp_path / "straight", progress=False)
+    first = train(AtlasRecipe(cfg, layers), tmp_path / "resumed", progress=False, stop_after=3)
+    assert len(first.losses) == 3 and first.model.config["training"]["step"] == 3
+    resumed = train(AtlasRecipe(cfg, layers), tmp_path / "resumed", progress=False)
+    assert len(straight.losses) == len(resumed.losses) == 6
+    np.testing.assert_allclose(resumed.losses, straight.losses, rtol=0, atol=1e-6)
+    a = load_checkpoint(tmp_path / "straight").student.state_dict()
+    b = load_checkpoint(tmp_path / "resumed").student.state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    assert resumed.history == straight.history and len(straight.history) == 6
+    # Another config on the same run directory is refused, in one line.
+    with pytest.raises(InputError, match="another config.*steps"):
+        train(AtlasRecipe(_tiny(tiny_teacher_dir, steps=7), layers), tmp_path / "straight")
+
+
+def test_the_checkpoint_config_holds_what_evaluation_and_the_card_read(
+    layers, tiny_teacher_dir, tmp_path
+):
+    from omnimap.datasets.atlas.sampling import HoldOut
+    from omnimap.eval.card import render_card
+
+    config = train(AtlasRecipe(_tiny(tiny_teacher_dir, steps=2), layers), tmp_path / "run",
+                   progress=False).model.config  # fmt: skip
+    t = config["training"]
+    assert t["samples"] == 1000 and t["steps"] == 2 and t["distinct_descriptions"] > 1
+    assert t["loss_history"][0]["step"] == 0 and t["prep_seconds"] > 0 and t["threads"] >= 1
+    assert HoldOut.from_json(config["holdout"]).blocks
+    assert config["teacher"]["name"] == str(tiny_teacher_dir) and config["teacher"]["dim"] == 16
+    assert config["imagery"]["patch_size"] == 16
+    assert config["dynamic"] == {"inputs": 12, "hidden": 64}  # Sat2Cap's, as the card says
+    modes = {"full": {d: {"R@1": 0.1, "R@5": 0.2, "R@10": 0.3, "median_rank": 9}
+                      for d in ("overhead_to_ground", "ground_to_overhead")}}  # fmt: skip
+    metrics = {"retrieval": {"samples": 10, "modes": modes}, "holdout_blocks": 3, "time": [],
+               "land_cover": {"cells": 5, "no_time": {"prompts": {}, "mean_auc": 0.5},
+                              "imagery_only": {"prompts": {}, "mean_auc": 0.5}}}  # fmt: skip
+    card = render_card(config, metrics)
+    assert "1,000 samples" in card and "queue of 128" in card and "2 steps of 64" in card
+
+
+def _ddp_worker(rank, cfg_json, layers, run_dir, init_file, out):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        result = train(
+            AtlasRecipe(AtlasConfig.from_dict(cfg_json), layers), run_dir, progress=False
+        )
+        if rank == 0:
+            with open(out, "w") as fh:
+                json.dump(result.losses, fh)
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_tiny_training_run_learns_and_saves_a_loadable_model(tmp_path):
+def test_two_processes_give_the_losses_of_one(layers, tiny_teacher_dir, tmp_path):
+    import torch.multiprocessing as mp
+
+    cfg = _tiny(tiny_teacher_dir, steps=4, checkpoint_every=4)
+    one = train(AtlasRecipe(cfg, layers), tmp_path / "one", progress=False)
+    out = tmp_path / "losses.json"
+    # The layers travel loaded: each process would otherwise spend seconds reading them.
+    args = (cfg.to_json(), layers, str(tmp_path / "two"), str(tmp_path / "pg"), str(out))
+    mp.spawn(_ddp_worker, args=args, nprocs=2)
+    np.testing.assert_allclose(json.loads(out.read_text()), one.losses, rtol=0, atol=1e-5)
+    a = load_checkpoint(tmp_path / "one").student.state_dict()
+    b = load_checkpoint(tmp_path / "two").student.state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+@pytest.mark.slow
+def test_tiny_training_run_learns_and_saves_a_loadable_model(layers, tmp_path):
+    from omnimap.core.store import ArrayStore
     from omnimap.geo.bbox import BBox
     from omnimap.geo.grid import LatLonGrid
-    from omnimap.maps.cache import ArrayCache
     from omnimap.maps.engine import MapEngine
 
-    cfg = AtlasTrainConfig(samples=3000, steps=120, batch_size=128, queue_size=512, restart_period=60, warmup_steps=10)
-    model = train_atlas(cfg, tmp_path / "run", progress=False)
+    cfg = AtlasConfig(
+        samples=3000, steps=120, batch_size=128, queue_size=512, restart_period=60, warmup_steps=10
+    )
+    model = train(AtlasRecipe(cfg, layers), tmp_path / "run", progress=False).model
     history = model.config["training"]["loss_history"]
     first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-2:]])
     assert last < first - 0.3, history  # it learns
     assert model.config["holdout"]["blocks"] and model.config["teacher"]["dim"] == 384
     assert json.loads((tmp_path / "run" / "examples.json").read_text())[0].endswith(".")
     # The saved run plugs into the map engine unchanged.
-    engine = MapEngine(model, cache=ArrayCache(tmp_path / "cells"))
+    engine = MapEngine(model, store=ArrayStore("cells", root=tmp_path))
     scores = engine.score("the open ocean", LatLonGrid.from_bbox(BBox(-40, -10, 20, 30), 1.0))
     assert np.isfinite(scores).all() and scores.std() > 0

@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from omnimap.atlas.dataset import build_set
-from omnimap.atlas.layers import GroundLayers
-from omnimap.atlas.prompts import LAND_COVER_PROMPTS, PROMPT_MAX_ABS_LAT, TIME_PROMPTS
-from omnimap.atlas.sampling import HoldOut
+from omnimap.core.fileio import write_json_atomic
+from omnimap.datasets.atlas.dataset import build_set
+from omnimap.datasets.atlas.layers import GroundLayers
+from omnimap.datasets.atlas.sampling import HoldOut
+from omnimap.eval.prompts import LAND_COVER_PROMPTS, PROMPT_MAX_ABS_LAT, TIME_PROMPTS
 from omnimap.eval.retrieval import both_directions
-from omnimap.fileio import write_json_atomic
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import LocalTime, When, local_times
-from omnimap.maps.engine import MODES, Embedder
+from omnimap.maps.scoring import cosine_scores
 from omnimap.models.checkpoint import load_checkpoint
+from omnimap.models.embedder import MODES, Embedder
+from omnimap.teachers.registry import teacher_from_config
 
 log = logging.getLogger(__name__)
 EVAL_SEED = 20_240_601  # differs from any training seed
@@ -88,7 +90,7 @@ def _scores(
         emb = embedder.fused(
             lon[s : s + step], lat[s : s + step], part, mode, overhead[s : s + step]
         )
-        out[:, s : s + step] = queries @ emb.T
+        out[:, s : s + step] = cosine_scores(emb, queries)
     return out
 
 
@@ -103,7 +105,7 @@ def _slice(local: LocalTime, start: int, step: int) -> LocalTime:
 
 def land_cover_auc(embedder: Embedder, teacher, lon, lat, truth, overhead) -> dict:
     prompts = list(LAND_COVER_PROMPTS)
-    queries = teacher.embed(prompts)
+    queries = teacher.embed("text", prompts)
     out = {}
     for mode in ("no_time", "imagery_only"):
         scores = _scores(embedder, lon, lat, queries, None, mode, overhead)
@@ -128,7 +130,7 @@ def time_response(embedder: Embedder, teacher, lon, lat, truth, overhead) -> lis
             cells = np.ones(len(lon), bool)
         else:
             cells = land & ((lat >= 23.44) if hemisphere == "north" else (lat <= -23.44))
-        q = teacher.embed([prompt])
+        q = teacher.embed("text", [prompt])
         means = []
         for when in (when_a, when_b):
             s = _scores(
@@ -146,17 +148,15 @@ def time_response(embedder: Embedder, teacher, lon, lat, truth, overhead) -> lis
 def evaluate_atlas(
     model: str = "atlas", samples: int = 10_000, out: str | Path | None = None
 ) -> dict:
-    from omnimap.encoders import get_text_encoder
-
     loaded = load_checkpoint(model)
     holdout = HoldOut.from_json(loaded.config["holdout"])
     layers = GroundLayers()
     embedder = Embedder(loaded)
-    teacher = get_text_encoder(loaded.config["teacher"]["name"])
+    teacher = teacher_from_config(loaded.config["teacher"])
 
     phrasings = int(loaded.config.get("training", {}).get("phrasings", 3))
     data = build_set(layers, samples, seed=EVAL_SEED, accept=holdout.contains, variants=phrasings)
-    teacher_vectors = teacher.embed(data.texts, progress=True)[data.text_index]
+    teacher_vectors = teacher.embed("text", data.texts, progress=True)[data.text_index]
     metrics = {
         "model": loaded.name,
         "weights_digest": loaded.config["weights_digest"],

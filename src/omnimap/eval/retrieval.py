@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from omnimap.maps.scoring import cosine_scores
+
 
 def ranks(
     similarity: np.ndarray, labels: np.ndarray | None = None, block: int = 1024
@@ -46,7 +48,7 @@ def both_directions(
     a: np.ndarray, b: np.ndarray, ks=(1, 5, 10), labels: np.ndarray | None = None
 ) -> dict[str, dict]:
     """Metrics a->b (queries a, gallery b) and b->a, for row-paired unit vectors."""
-    sim = a @ b.T
+    sim = cosine_scores(b, a)  # (len(a), len(b))
     return {
         "forward": retrieval_metrics(sim, ks, labels),
         "backward": retrieval_metrics(sim.T, ks, labels),

@@ -12,13 +12,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 from omnimap.fields.quantize import check_dtype
-from omnimap.fields.store import DEFAULT_CHUNK, ChunkId, Field, FieldSpec
+from omnimap.fields.ray_engine import build_with_ray
+from omnimap.fields.store import DEFAULT_CHUNK, Field, FieldSpec, build_chunk
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
-from omnimap.maps.engine import Embedder
-from omnimap.models.checkpoint import BUILTIN_DIR, LoadedModel, load_checkpoint
+from omnimap.geo.place import resolve_place
+from omnimap.models.checkpoint import load_checkpoint
+from omnimap.models.embedder import Embedder
 
 ENGINES = ("local", "ray")
 MAX_CHUNK = 2048  # cells per side; a (2048, 2048, 384) float32 chunk is already 6 GB
@@ -38,21 +40,6 @@ class BuildReport:
         return self.cells_built / self.seconds if self.seconds > 0 else 0.0
 
 
-def model_source(model: LoadedModel) -> str:
-    """How to load a model again: a built-in's name (valid in any install), else its
-    absolute directory."""
-    if model.path.resolve().parent == BUILTIN_DIR.resolve():
-        return model.path.name
-    return str(model.path.resolve())
-
-
-def build_chunk(embedder: Embedder, field: Field, cid: ChunkId) -> int:
-    """Compute and store one chunk; returns its number of cells."""
-    grid = field.subgrid(*field.chunk_bounds(cid))
-    field.write_chunk(cid, embedder.overhead(*grid.centers()))
-    return grid.size
-
-
 def build_field(
     out: str | os.PathLike, *, resolution: float, bbox: BBox | str | tuple | None = None,
     region: str | None = None, model: str = "atlas", dtype: str = "float16",
@@ -61,8 +48,6 @@ def build_field(
 ) -> BuildReport:  # fmt: skip
     """Build (or finish) the field of a region at ``resolution`` degrees into ``out``."""
     from tqdm.auto import tqdm
-
-    from omnimap.api import resolve_place
 
     check_dtype(dtype)
     if engine not in ENGINES:
@@ -79,7 +64,7 @@ def build_field(
     loaded = load_checkpoint(model)
     embedder = Embedder(loaded)
     spec = FieldSpec(
-        model={"name": loaded.name, "key": loaded.key, "source": model_source(loaded),
+        model={"name": loaded.name, "key": loaded.key, "source": loaded.source,
                "weights_digest": loaded.config["weights_digest"], "dim": embedder.dim},
         imagery=embedder.imagery.key, grid=grid, dtype=dtype, chunk=chunk,
     )  # fmt: skip
@@ -103,8 +88,6 @@ def build_field(
                 for cid in pending:
                     finished(build_chunk(embedder, field, cid))
             elif pending:
-                from omnimap.fields.ray_engine import build_with_ray
-
                 build_with_ray(field.path, str(loaded.path), pending, workers, finished)
         seconds = time.perf_counter() - start
     return BuildReport(field.path, len(all_ids), len(all_ids) - len(pending), len(built),

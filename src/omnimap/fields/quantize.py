@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 
 DTYPES = ("float32", "float16", "int8")
 INT8_LEVELS = 127  # symmetric: -127..127, so -o encodes exactly as -q

@@ -13,11 +13,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from omnimap.errors import DataError, InputError, OmnimapError
-from omnimap.fields.build import build_chunk
-from omnimap.fields.store import ChunkId, Field
-from omnimap.maps.engine import Embedder
+from omnimap.core.errors import DataError, InputError, OmnimapError
+from omnimap.fields.store import ChunkId, Field, build_chunk
 from omnimap.models.checkpoint import load_checkpoint
+from omnimap.models.embedder import Embedder
 
 
 class ChunkWorker:

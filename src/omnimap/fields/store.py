@@ -34,12 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xxhash
 
-from omnimap.errors import DataError, InputError
+from omnimap.core.digest import array_digest, hasher
+from omnimap.core.errors import DataError, InputError
+from omnimap.core.fileio import write_json_atomic
+from omnimap.core.lru import LRUCache
 from omnimap.fields import quantize
-from omnimap.fileio import write_json_atomic
 from omnimap.geo.grid import LatLonGrid
+from omnimap.models.embedder import Embedder
 
 FORMAT = "omnimap.field/1"
 ATTR = "omnimap_field"
@@ -47,6 +49,9 @@ CRS = "EPSG:4326"
 # Cells per chunk side: 16,384 cells, 12.6 MB at 384-d float16; small enough that a
 # small region reads little, big enough for fast forward passes and few files.
 DEFAULT_CHUNK = 128
+# Verified chunks kept in memory per open field (a server reads the same ones for
+# every tile of a view): ~40 chunks of 128 x 128 x 384 float16.
+CHUNK_CACHE_BYTES = 512 * 1024**2
 CONTENT = (
     "overhead part o of the student embedding (unnormalised); a cell's embedding at a "
     "time is normalize(o + m(location, time)), with m computed at query time"
@@ -106,10 +111,7 @@ class FieldSpec:
 
 
 def _digest(stored: np.ndarray, scale: np.ndarray | None) -> str:
-    h = xxhash.xxh3_128(np.ascontiguousarray(stored).data)
-    if scale is not None:
-        h.update(np.ascontiguousarray(scale).data)
-    return h.hexdigest()
+    return array_digest(stored) if scale is None else array_digest(stored, scale)
 
 
 class Field:
@@ -119,6 +121,8 @@ class Field:
         self.path, self.spec, self.writable = path, spec, writable
         self._o = group["o"]
         self._scale = group["scale"] if spec.dtype == "int8" else None
+        self._chunks: LRUCache[np.ndarray] = LRUCache(4096, CHUNK_CACHE_BYTES, lambda a: a.nbytes)
+        self._content_digest: str | None = None
 
     # -- opening -----------------------------------------------------------------
 
@@ -235,12 +239,17 @@ class Field:
         if scale is not None:
             self._scale[r0:r1, c0:c1] = scale
         self._write_record(cid, {"chunk": list(cid), "digest": _digest(stored, scale)})
+        self._chunks.pop(cid)
 
     def _write_record(self, cid: ChunkId, record: dict) -> None:
         write_json_atomic(self._record_path(cid), record)
 
     def read_chunk(self, cid: ChunkId) -> np.ndarray:
-        """A built chunk's float32 embeddings (rows, cols, D), verified against its record."""
+        """A built chunk's embeddings (rows, cols, D), verified against its record:
+        float16 and float32 as stored, int8 decoded to float32. Read-only (shared)."""
+        return self._chunks.get_or_compute(cid, lambda: self._read_chunk(cid))
+
+    def _read_chunk(self, cid: ChunkId) -> np.ndarray:
         try:
             record = json.loads(self._record_path(cid).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -259,13 +268,15 @@ class Field:
                 f"chunk {cid} of field {self.path} is corrupt (digest mismatch); "
                 "run the same `omnimap field build` again to rebuild it"
             )
-        return quantize.decode(stored, scale)
+        values = quantize.decode(stored, scale) if scale is not None else np.asarray(stored)
+        values.flags.writeable = False
+        return values
 
     def tiles(
         self, r0: int, r1: int, c0: int, c1: int
     ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
-        """(row0, row1, col0, col1, float32 embeddings) of the window [r0, r1) x [c0, c1),
-        one piece per chunk it touches; only those chunks are read."""
+        """(row0, row1, col0, col1, embeddings) of the window [r0, r1) x [c0, c1), one
+        piece per chunk it touches; only those chunks are read."""
         c = self.spec.chunk
         for i in range(r0 // c, (r1 - 1) // c + 1):
             for j in range(c0 // c, (c1 - 1) // c + 1):
@@ -276,7 +287,9 @@ class Field:
 
     def content_digest(self) -> str:
         """Digest of every chunk's record: changes whenever any stored value does.
-        Raises DataError if the field is incomplete."""
+        Raises DataError if the field is incomplete. Memoised on a read-only field."""
+        if not self.writable and self._content_digest is not None:
+            return self._content_digest
         ids = self.chunk_ids()
         missing = len(set(ids) - self.done())
         if missing:
@@ -284,10 +297,11 @@ class Field:
                 f"field {self.path} is incomplete ({len(ids) - missing} of {len(ids)} chunks "
                 "built); run the same `omnimap field build` again to finish it"
             )
-        h = xxhash.xxh3_128()
+        h = hasher()
         for cid in ids:
             h.update(self._record_path(cid).read_bytes())
-        return h.hexdigest()
+        self._content_digest = h.hexdigest()
+        return self._content_digest
 
     # -- building ----------------------------------------------------------------
 
@@ -304,3 +318,11 @@ class Field:
             for stale in [*self.path.rglob("*.partial"), *(self.path / "done").glob(".*")]:
                 stale.unlink(missing_ok=True)
             yield
+
+
+def build_chunk(embedder: Embedder, field: Field, cid: ChunkId) -> int:
+    """Compute and store one chunk with the field's model;
+    returns its number of cells (the local and Ray engines both run this)."""
+    grid = field.subgrid(*field.chunk_bounds(cid))
+    field.write_chunk(cid, embedder.overhead(*grid.centers()))
+    return grid.size

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 
 WORLD_WEST, WORLD_SOUTH, WORLD_EAST, WORLD_NORTH = -180.0, -90.0, 180.0, 90.0
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 from omnimap.geo.bbox import BBox
 
 # Largest grid a single map may have. The output alone is 4 bytes a cell and

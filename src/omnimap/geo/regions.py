@@ -28,11 +28,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from omnimap.data.resources import geonames_file
-from omnimap.errors import InputError
-from omnimap.fileio import write_json_atomic
+from omnimap.core.errors import InputError
+from omnimap.core.fileio import write_json_atomic
+from omnimap.core.paths import cache_dir
 from omnimap.geo.bbox import BBox, wrap_lon
-from omnimap.paths import cache_dir
+from omnimap.resources.packages import geonames_file
 
 WORLD_NAMES = ("World", "Earth", "Globe")
 
@@ -166,7 +166,7 @@ def _world(key: str) -> Region | None:
 @cache
 def _natural_regions() -> dict[str, Region]:
     """Normalised name or alias -> Region, from the curated natural_regions.json."""
-    text = resources.files("omnimap.data").joinpath("natural_regions.json").read_text("utf-8")
+    text = resources.files("omnimap.resources").joinpath("natural_regions.json").read_text("utf-8")
     table = {}
     for entry in json.loads(text)["regions"]:
         region = Region(entry["name"], "natural", BBox(*entry["bbox"]))

@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 
 # Sat2Cap's 12 metadata values: location (4) then time (8).
 N_FEATURES = 12
 LOCATION_SLICE = slice(0, 4)
 TIME_SLICE = slice(4, 12)
 YEAR_ORIGIN, YEAR_PERIOD = 2015.0, 15.0
+# Local mean solar time runs 4 minutes ahead of UTC per degree east.
+MS_PER_DEGREE_EAST = 240_000.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def local_times(when: When, lon: np.ndarray) -> LocalTime:
         return split_datetime64(np.full(lon.shape, base))
     utc = when.dt.astimezone(UTC).replace(tzinfo=None)
     base = np.datetime64(utc, "ms")
-    offset_ms = np.round(lon * 240_000.0).astype("timedelta64[ms]")  # 4 minutes per degree
+    offset_ms = np.round(lon * MS_PER_DEGREE_EAST).astype("timedelta64[ms]")
     return split_datetime64(base + offset_ms)
 
 

@@ -16,14 +16,20 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from omnimap.fileio import write_json_atomic
+from omnimap.core.fileio import write_json_atomic
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
-from omnimap.maps.result import COLORBAR_LABEL, UNITS_NOTE, MapResult
+
+if TYPE_CHECKING:  # for annotations only: result.py writes its items through here
+    from omnimap.maps.result import MapResult
+
+UNITS_NOTE = "cosine similarity; higher = more likely"
+COLORBAR_LABEL = "similarity to prompt (higher = more likely)"
 
 STAC_VERSION = "1.1.0"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"

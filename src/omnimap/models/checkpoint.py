@@ -11,23 +11,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import xxhash
-
-from omnimap.errors import DataError
-from omnimap.fileio import atomic_path, write_json_atomic
+from omnimap.core.digest import file_digest
+from omnimap.core.errors import DataError
+from omnimap.core.fileio import atomic_path, write_json_atomic
 from omnimap.models.student import Student, build_student
 
 FORMAT = "omnimap.student/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-def file_digest(path: str | Path) -> str:
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -44,6 +35,14 @@ class LoadedModel:
     def key(self) -> str:
         """Identifies the exact weights (for cache keys)."""
         return f"{self.name}-{self.config['weights_digest'][:16]}"
+
+    @property
+    def source(self) -> str:
+        """How to load this model again: a built-in's name (valid in any install), else
+        its absolute directory."""
+        if self.path.resolve().parent == BUILTIN_DIR.resolve():
+            return self.path.name
+        return str(self.path.resolve())
 
 
 def save_checkpoint(student: Student, config: dict, out_dir: str | Path) -> Path:
@@ -68,12 +67,30 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     builtin = BUILTIN_DIR / str(name_or_path)
     if builtin.is_dir():
         return builtin
-    known = (
-        sorted(p.name for p in BUILTIN_DIR.iterdir() if p.is_dir()) if BUILTIN_DIR.is_dir() else []
-    )
+    known = builtin_models()
     raise DataError(
         f"model {str(name_or_path)!r} is neither a directory nor a built-in model (built-in: {', '.join(known) or 'none'})"
     )
+
+
+def builtin_models() -> list[str]:
+    return (
+        sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / CONFIG).is_file())
+        if BUILTIN_DIR.is_dir()
+        else []
+    )
+
+
+def read_config(name_or_path: str | Path) -> dict:
+    """A model's config without loading its weights."""
+    path = resolve_model_dir(name_or_path) / CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"corrupt model config {path}: {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise DataError(f"{path} is not an omnimap model config (format {FORMAT!r} expected)")
+    return config
 
 
 def load_checkpoint(name_or_path: str | Path = "atlas") -> LoadedModel:
@@ -84,12 +101,7 @@ def load_checkpoint(name_or_path: str | Path = "atlas") -> LoadedModel:
     cfg_path, w_path = path / CONFIG, path / WEIGHTS
     if not cfg_path.is_file() or not w_path.is_file():
         raise DataError(f"{path} is not a model: it needs {CONFIG} and {WEIGHTS}")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"corrupt model config {cfg_path}: {exc}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise DataError(f"{cfg_path} is not an omnimap model config (format {FORMAT!r} expected)")
+    config = read_config(path)
     if file_digest(w_path) != config.get("weights_digest"):
         raise DataError(f"weights file {w_path} does not match its config (corrupt or replaced)")
     try:

@@ -1,4 +1,5 @@
-"""Overhead encoders: uint8 patches (N, C, P, P) -> unnormalised embeddings (N, D)."""
+"""Overhead encoders: uint8 patches (N, C, P, P) -> unnormalised embeddings (N, D),
+behind a registry of types that a checkpoint config names (``overhead.type``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 
 import torch
 from torch import nn
+
+from omnimap.models.clip_vision import CLIPVisionOverhead
 
 
 class PatchCNN(nn.Module):
@@ -45,3 +48,18 @@ class PatchCNN(nn.Module):
         lo = (self.patch_size - self.fovea) // 2
         centre = x[:, :, lo : lo + self.fovea, lo : lo + self.fovea].flatten(1)
         return self.head(torch.cat([self.convs(x).flatten(1), centre], dim=1))
+
+
+OVERHEAD_TYPES: dict[str, type[nn.Module]] = {
+    "patch_cnn": PatchCNN,
+    "clip_vision": CLIPVisionOverhead,
+}
+
+
+def build_overhead(spec: dict, dim: int) -> nn.Module:
+    """The overhead encoder a config describes (``{"type": ..., **its options}``)."""
+    options = dict(spec)
+    kind = options.pop("type")
+    if kind not in OVERHEAD_TYPES:
+        raise ValueError(f"unknown overhead encoder type {kind!r}; known: {sorted(OVERHEAD_TYPES)}")
+    return OVERHEAD_TYPES[kind](dim=dim, **options)

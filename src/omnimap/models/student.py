@@ -10,11 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnimap.models.dynamic import DynamicEncoder
-from omnimap.models.overhead import PatchCNN
-from omnimap.sat2cap.overhead import CLIPVisionOverhead
-
-OVERHEAD_TYPES = {"patch_cnn": PatchCNN, "clip_vision": CLIPVisionOverhead}
+from omnimap.models.dynamic import DynamicEncoder, dynamic_from_config
+from omnimap.models.overhead import build_overhead
 
 
 class Student(nn.Module):
@@ -44,13 +41,4 @@ class Student(nn.Module):
 def build_student(config: dict) -> Student:
     """A student from the architecture part of a checkpoint config."""
     dim = int(config["dim"])
-    spec = dict(config["overhead"])
-    kind = spec.pop("type")
-    if kind not in OVERHEAD_TYPES:
-        raise ValueError(f"unknown overhead encoder type {kind!r}; known: {sorted(OVERHEAD_TYPES)}")
-    overhead = OVERHEAD_TYPES[kind](dim=dim, **spec)
-    dyn = dict(config.get("dynamic", {}))
-    dynamic = DynamicEncoder(
-        dim, n_inputs=int(dyn.get("inputs", 12)), hidden=int(dyn.get("hidden", 64))
-    )
-    return Student(overhead, dynamic)
+    return Student(build_overhead(config["overhead"], dim), dynamic_from_config(config, dim))

@@ -16,11 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnimap.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError
 from omnimap.serve import params
 from omnimap.serve.assets import STATIC_DIR, load_assets, missing_page
 from omnimap.serve.coastlines import coastlines_geojson
-from omnimap.serve.service import MapService, Scorer, open_scorer
+from omnimap.serve.service import EngineScorer, MapService, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _page_policy(basemap_origin: str | None) -> str:
 
 
 def create_app(
-    model: str = "atlas",
+    model: str | None = None,
     *,
     field: str | None = None,
     scorer: Scorer | None = None,
@@ -87,14 +87,14 @@ def create_app(
     static_dir: Path = STATIC_DIR,
     tile_cache_mb: int = 256,
 ) -> FastAPI:
-    """The server for one model (or, later, one embedding field), fixed here.
+    """The server for one model, or one embedding field (and its model), fixed here.
 
     ``scorer`` replaces what ``model``/``field`` would open (tests pass their own).
     ``basemap_url`` (``https://host/{z}/{x}/{y}.png``) adds an online basemap under
     the scores; without it the page uses only this server.
     """
     basemap = params.basemap_url(basemap_url) if basemap_url else None
-    service = MapService(scorer or open_scorer(model, field), tile_cache_mb * 1024**2)
+    service = MapService(scorer or EngineScorer(model, field), tile_cache_mb * 1024**2)
     assets = load_assets(static_dir)
     policy = _page_policy(basemap[1] if basemap else None)
 
@@ -175,11 +175,12 @@ def create_app(
     async def map_tif(
         q: str | None = None,
         bbox: str | None = None,
+        region: str | None = None,
         when: str | None = None,
         resolution: str | None = None,
     ) -> Response:
         prompt, moment = params.prompt(q), params.when(when)
-        grid, place = params.tif_grid(bbox, resolution)
+        grid, place = params.tif_grid(bbox, region, resolution, service.scorer.lattice)
         body = await run_in_threadpool(service.geotiff, prompt, moment, grid, place)
         disposition = f'attachment; filename="omnimap-{_slug(prompt)}.tif"'
         return Response(body, media_type="image/tiff", headers={"Content-Disposition": disposition})

@@ -8,7 +8,7 @@ from functools import cache
 
 import numpy as np
 
-from omnimap.data.coastlines import DRAW_LEVELS, coastline_polygons, drawable
+from omnimap.resources.coastlines import DRAW_LEVELS, coastline_polygons, drawable
 
 # "l" (low, ~88k vertices) keeps shapes recognisable to zoom ~6 and downloads in
 # ~0.5 MB gzipped; 3 decimals (~100 m) is finer than its own accuracy.

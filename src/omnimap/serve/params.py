@@ -1,5 +1,5 @@
 """Request parameters, parsed from the raw query text and checked; bad ones raise
-:class:`~omnimap.errors.InputError`, which the app answers with a 400 and the message.
+:class:`~omnimap.core.errors.InputError`, which the app answers with a 400 and the message.
 
 Parameters arrive as strings and are parsed here rather than by FastAPI's coercion,
 so every rejection gets a message written for people (and "1.5", " 1" or "1_0" are
@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import re
 
-from omnimap.api import DEFAULT_TARGET_CELLS, default_resolution, resolve_place
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 from omnimap.geo.grid import LatLonGrid
+from omnimap.geo.place import DEFAULT_TARGET_CELLS, default_resolution, resolve_place
 from omnimap.geo.timefeat import When
 
 MAX_ZOOM = 18  # a 0.05 deg cell is ~20 tiles wide at 18; deeper zooms show nothing new
@@ -66,9 +66,15 @@ def top_k(text: str | None) -> int:
     return 10 if text is None else integer("k", text, 1, MAX_TOP_K)
 
 
-def tif_grid(bbox: str | None, resolution: str | None) -> tuple[LatLonGrid, str]:
-    """The grid of a /map.tif download and its place label; no bbox is the world."""
-    box, label = resolve_place(bbox=bbox)
+def tif_grid(
+    bbox: str | None, region: str | None, resolution: str | None, lattice: float | None = None
+) -> tuple[LatLonGrid, str]:
+    """The grid of a /map.tif download and its place label (a bbox or a region, as on
+    the command line; neither: the world). On a field-backed server the resolution
+    is a whole multiple of the field's."""
+    if region is not None and len(region) > 200:
+        raise InputError("region is too long")
+    box, label = resolve_place(bbox=bbox, region=region)
     if resolution is None:
         res = default_resolution(box)
     else:
@@ -78,6 +84,8 @@ def tif_grid(bbox: str | None, resolution: str | None) -> tuple[LatLonGrid, str]
             raise InputError(f"resolution must be degrees, got {resolution[:20]!r}") from None
         if not math.isfinite(res):
             raise InputError(f"resolution must be a finite number, got {resolution[:20]!r}")
+    if lattice is not None:
+        res = lattice * max(1, round(res / lattice))
     grid = LatLonGrid.from_bbox(box, res, check_size=False)
     if grid.size > MAX_TIF_CELLS:
         raise InputError(

@@ -17,16 +17,20 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import xxhash
 
-from omnimap.errors import InputError
+from omnimap.core.digest import text_digest
+from omnimap.core.lru import LRUCache
+from omnimap.core.store import MemoryStore
+from omnimap.fields.window import inside_parts
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
-from omnimap.maps.result import COLORBAR_LABEL, UNITS_NOTE, MapResult, _color_limits
+from omnimap.maps.engine import MapEngine
+from omnimap.maps.geojson import points_collection
+from omnimap.maps.render import color_limits
+from omnimap.maps.result import MapResult
+from omnimap.maps.stac import COLORBAR_LABEL, UNITS_NOTE
 from omnimap.serve import tiles
-from omnimap.serve.lru import LRUCache
-from omnimap.serve.memcache import MemoryArrayCache
 
 # Whole-world maps give each prompt and time its colour limits and its search hits;
 # 1 deg (65k cells) is coarse enough to compute while a page waits for tiles.
@@ -42,39 +46,40 @@ RENDER_VERSION = "1"
 
 
 class Scorer(Protocol):
-    """Scores prompts over grids: the seam where embedding fields plug in later."""
+    """What the service needs of a :class:`~omnimap.maps.engine.MapEngine` (tests wrap
+    one to count its calls)."""
 
     name: str  # shown on the page and in metadata
     key: str  # identifies the exact weights/data (part of ETags)
+    lattice: float | None  # the resolution grids must be multiples of (a field's), or None
 
     def score(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray: ...
 
 
 class EngineScorer:
-    """Scores with a model's :class:`~omnimap.maps.engine.MapEngine`.
+    """A server's engine: the overhead part lives in memory (:class:`MemoryStore`), not
+    on disk, and the fused embeddings in the engine's own bounded memory, so a new
+    prompt on tiles already seen is one matrix-vector product per tile and a new time
+    reruns only the small location/time encoder. With a field, o is read from it and
+    grids outside the field come back as nodata."""
 
-    The engine caches the overhead part in memory (:class:`MemoryArrayCache`), not
-    on disk, and keeps fused embeddings in its own bounded memory: a new prompt on
-    tiles already seen is one matrix-vector product per tile, a new time reruns only
-    the small location/time encoder.
-    """
-
-    def __init__(self, model: str, overhead_cache_bytes: int = OVERHEAD_CACHE_BYTES):
-        from omnimap.maps.engine import MapEngine
-
-        self.engine = MapEngine(model, cache=MemoryArrayCache(overhead_cache_bytes))
-        self.name = self.engine.model.name
-        self.key = self.engine.model.key
+    def __init__(self, model: str | None = None, field: str | None = None,
+                 overhead_cache_bytes: int = OVERHEAD_CACHE_BYTES):  # fmt: skip
+        self.engine = MapEngine(model or ("atlas" if field is None else None), field=field,
+                                store=MemoryStore(overhead_cache_bytes))  # fmt: skip
+        self.name = self.engine.name
+        f = self.engine.field
+        self.key = self.engine.model.key + (f"|{f.content_digest()}" if f is not None else "")
+        self.lattice = f.grid.resolution if f is not None else None
 
     def score(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray:
-        return self.engine.score(prompt, grid, when)
-
-
-def open_scorer(model: str, field: str | None = None) -> Scorer:
-    """The scorer a server uses, fixed at start-up: the model's engine, or a field."""
-    if field is not None:
-        raise InputError("--field: embedding fields are not part of this build yet; omit it")
-    return EngineScorer(model)
+        field = self.engine.field
+        if field is None:
+            return self.engine.score(prompt, grid, when)
+        out = np.full(grid.shape, np.nan, dtype=np.float32)
+        for part, rows, cols in inside_parts(field, grid):
+            out[rows, cols] = self.engine.score(prompt, part, when)
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class WorldMap:
     scores: np.ndarray
     vmin: float
     vmax: float
+
+
+def on_lattice(resolution: float, lattice: float | None) -> float:
+    """The nearest whole multiple of a field's resolution (any resolution without one)."""
+    return resolution if lattice is None else lattice * max(1, round(resolution / lattice))
 
 
 def _when_key(when: When | None) -> str:
@@ -93,7 +103,9 @@ class MapService:
         self.scorer = scorer
         self._model_lock = threading.Lock()
         self.tiles: LRUCache[bytes] = LRUCache(TILE_CACHE_ENTRIES, tile_cache_bytes)
-        self.world_grid = LatLonGrid.from_bbox(BBox.world(), WORLD_RESOLUTION)
+        self.world_grid = LatLonGrid.from_bbox(
+            BBox.world(), on_lattice(WORLD_RESOLUTION, scorer.lattice)
+        )
         world_bytes = self.world_grid.size * 4
         self.worlds: LRUCache[WorldMap] = LRUCache(
             WORLD_CACHE_ENTRIES, WORLD_CACHE_ENTRIES * world_bytes, lambda w: w.scores.nbytes
@@ -108,7 +120,7 @@ class MapService:
     def world(self, prompt: str, when: When | None) -> WorldMap:
         def compute() -> WorldMap:
             scores = self._score(prompt, self.world_grid, when)
-            return WorldMap(scores, *_color_limits(scores))
+            return WorldMap(scores, *color_limits(scores))
 
         return self.worlds.get_or_compute((prompt, _when_key(when)), compute)
 
@@ -127,22 +139,9 @@ class MapService:
     def search(self, prompt: str, when: When | None, k: int) -> dict:
         """The top ``k`` places (separate local maxima) of the world map, as GeoJSON."""
         result = MapResult(self.world(prompt, when).scores, self.world_grid, prompt, when)
-        features = [
-            {
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [p["lon"], p["lat"]]},
-                "properties": {"rank": p["rank"], "score": round(p["score"], 6)},
-            }
-            for p in result.peaks(k)
-        ]
-        return {
-            "type": "FeatureCollection",
-            "prompt": prompt,
-            "when": when.dt.isoformat() if when else None,
-            "resolution": WORLD_RESOLUTION,
-            "description": UNITS_NOTE,
-            "features": features,
-        }
+        return points_collection(result.peaks(k), ("rank", "score"), prompt=prompt,
+                                 when=when.dt.isoformat() if when else None,
+                                 resolution=self.world_grid.resolution, description=UNITS_NOTE)  # fmt: skip
 
     # -- tiles ----------------------------------------------------------------------
 
@@ -152,7 +151,7 @@ class MapService:
     def etag(self, key: tuple) -> str:
         """Depends only on the request and the scorer: no rendering needed to compare."""
         text = "\x1f".join(map(str, (RENDER_VERSION, self.scorer.key, *key)))
-        return f'"{xxhash.xxh3_64_hexdigest(text.encode("utf-8"))}"'
+        return f'"{text_digest(text, bits=64)}"'
 
     def cached_tile(self, key: tuple) -> bytes | None:
         return self.tiles.get(key)
@@ -163,7 +162,7 @@ class MapService:
 
     def _render(self, prompt: str, when: When | None, z: int, x: int, y: int) -> bytes:
         world = self.world(prompt, when)
-        grid = tiles.tile_grid(z, x, y)
+        grid = tiles.tile_grid(z, x, y, self.scorer.lattice)
         scores = self._score(prompt, grid, when)
         values = tiles.resample(scores, grid, *tiles.pixel_lonlat(z, x, y))
         return tiles.encode_png(tiles.colorize(values, world.vmin, world.vmax))

@@ -10,6 +10,7 @@ neighbours and tiles meet without seams. Colours come from fixed per-prompt limi
 from __future__ import annotations
 
 import io
+import math
 from functools import cache
 
 import morecantile
@@ -30,15 +31,20 @@ EARTH_RADIUS = 6378137.0  # EPSG:3857 is a sphere of this radius
 _TMS = morecantile.tms.get("WebMercatorQuad")
 
 
-def tile_resolution(z: int) -> float:
-    """Cell size in degrees for zoom ``z`` (a power-of-two fraction: exact in binary)."""
-    return max(FINEST_RESOLUTION, 360.0 / 2**z / CELLS_PER_TILE)
+def tile_resolution(z: int, lattice: float | None = None) -> float:
+    """Cell size in degrees for zoom ``z``: a power-of-two fraction of 360 (exact in
+    binary), or with a field's ``lattice`` the largest power-of-two multiple of it not
+    coarser than that (tiles then read the field's cells, or blocks of them)."""
+    wanted = 360.0 / 2**z / CELLS_PER_TILE
+    if lattice is None:
+        return max(FINEST_RESOLUTION, wanted)
+    return lattice * 2 ** max(0, math.floor(math.log2(wanted / lattice) + 1e-9))
 
 
-def tile_grid(z: int, x: int, y: int) -> LatLonGrid:
+def tile_grid(z: int, x: int, y: int, lattice: float | None = None) -> LatLonGrid:
     """The lattice grid covering tile z/x/y plus one cell of margin on every side."""
     b = _TMS.bounds(morecantile.Tile(x, y, z))
-    res = tile_resolution(z)
+    res = tile_resolution(z, lattice)
     box = BBox(max(b.left, -180.0), b.bottom, min(b.right, 180.0), b.top).buffered(res)
     return LatLonGrid.from_bbox(box, res)
 

@@ -1,18 +1,15 @@
-"""What every imagery source shares: the batch result with per-point failures, the
-base class, and content digests for keys."""
+"""What every imagery source shares: the batch result with per-point failures and the
+base class."""
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import numpy as np
-import xxhash
 
-from omnimap.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError
 from omnimap.sources.warp import PatchFailure, PatchGeometry, check_point
 
 
@@ -101,19 +98,3 @@ class GroundPatchSource(PatchSource):
             except PatchFailure as exc:
                 errors[i] = str(exc)
         return PatchBatch(out, ok, errors)
-
-
-@cache
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = xxhash.xxh3_64()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """xxh3 of the file's bytes, memoised per (path, size, mtime) so a big raster is
-    hashed once per process but a rewritten file is hashed again."""
-    st = os.stat(path)
-    return _digest(os.fspath(path), st.st_size, st.st_mtime_ns)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omnimap.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError
 from omnimap.sources.base import PatchSource
 
 DEFAULT_GROUND_SIZE_M = 500.0

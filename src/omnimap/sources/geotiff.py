@@ -12,8 +12,9 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from omnimap.errors import DataError, InputError
-from omnimap.sources.base import GroundPatchSource, file_digest
+from omnimap.core.digest import file_digest
+from omnimap.core.errors import DataError, InputError
+from omnimap.sources.base import GroundPatchSource
 from omnimap.sources.raster import patch_from_raster
 from omnimap.sources.warp import PatchFailure
 
@@ -69,7 +70,7 @@ class GeoTiffSource(GroundPatchSource):
         self.attribution = (
             attribution or tags.get("TIFFTAG_COPYRIGHT") or f"Imagery: {self.path.name}"
         )
-        self._digest = file_digest(self.path)
+        self._digest = file_digest(self.path, bits=64)
 
     def _open(self):
         if not self.path.is_file():

@@ -11,7 +11,7 @@ from importlib import metadata
 
 import httpx
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 
 FALLBACK_URL = "https://pypi.org/project/omnimap/"
 
@@ -22,8 +22,6 @@ class FetchError(Exception):
 
 def user_agent() -> str:
     """``omnimap/<version> (+<project url>)``, as tile usage policies ask."""
-    from omnimap import __version__
-
     url = FALLBACK_URL
     try:
         for entry in metadata.metadata("omnimap").get_all("Project-URL") or []:
@@ -33,7 +31,7 @@ def user_agent() -> str:
                 break
     except metadata.PackageNotFoundError:
         pass
-    return f"omnimap/{__version__} (+{url})"
+    return f"omnimap/{metadata.version('omnimap')} (+{url})"
 
 
 class RateLimiter:

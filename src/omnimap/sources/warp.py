@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject, transform_bounds
 
-from omnimap.errors import InputError
+from omnimap.core.errors import InputError
 
 
 class PatchFailure(Exception):

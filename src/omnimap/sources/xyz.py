@@ -13,15 +13,14 @@ from urllib.parse import urlsplit
 
 import morecantile
 import numpy as np
-import xxhash
 from PIL import Image
 from rasterio.transform import Affine
 
-from omnimap.errors import InputError
-from omnimap.paths import cache_dir
+from omnimap.core.digest import text_digest
+from omnimap.core.errors import InputError
+from omnimap.core.store import ArrayStore
 from omnimap.sources.base import GroundPatchSource
 from omnimap.sources.http import FetchError, HttpFetcher
-from omnimap.sources.tilecache import TileCache
 from omnimap.sources.warp import PatchFailure, PatchGeometry, warp_patch
 
 _TMS = morecantile.tms.get("WebMercatorQuad")
@@ -90,14 +89,14 @@ class XyzSource(GroundPatchSource):
             max_attempts=max_attempts,
             backoff_s=backoff_s,
         )
-        self.cache = TileCache(Path(cache) if cache else cache_dir() / "tiles", max_cache_bytes)
+        self.cache = ArrayStore("tiles", root=cache, limit=int(max_cache_bytes))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omnimap-tiles")
         self._memory: OrderedDict[morecantile.Tile, np.ndarray | str] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def key(self) -> str:
-        template = xxhash.xxh3_64_hexdigest(self.url_template.encode("utf-8"))
+        template = text_digest(self.url_template, bits=64)
         return f"xyz-{template}-{self.geometry.key}-t{self.tile_size}-z{self.max_zoom}"
 
     def to_config(self) -> dict[str, Any]:
@@ -130,7 +129,8 @@ class XyzSource(GroundPatchSource):
     def _fetch_tile(self, tile: morecantile.Tile) -> np.ndarray | str:
         """(tile_size, tile_size, 4) RGBA, or the reason there is none."""
         url = self.url(tile)
-        data = self.cache.get(url)
+        cached = self.cache.read(url)
+        data = None if cached is None else cached["data"].tobytes()
         fresh = data is None
         if fresh:
             try:
@@ -145,7 +145,7 @@ class XyzSource(GroundPatchSource):
         if rgba.shape[:2] != (self.tile_size, self.tile_size):
             return f"tile {tile.z}/{tile.x}/{tile.y} is {rgba.shape[1]}x{rgba.shape[0]} px, expected {self.tile_size}"
         if fresh:  # only tiles that decode are cached
-            self.cache.put(url, data)
+            self.cache.put(url, {"data": np.frombuffer(data, dtype=np.uint8)})
         return rgba
 
     def _tile(self, tile: morecantile.Tile) -> np.ndarray | str:

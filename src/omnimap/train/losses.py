@@ -108,9 +108,14 @@ class TeacherQueue:
         self.filled = n
         self.ptr = n % len(self.vectors)
 
+    def to(self, device: torch.device | str) -> TeacherQueue:
+        """Move to the training device (the queue joins every step's logits)."""
+        self.vectors, self.labels = self.vectors.to(device), self.labels.to(device)
+        return self
+
     def push(self, vectors: torch.Tensor, labels: torch.Tensor) -> None:
         n = len(vectors)
-        idx = (self.ptr + torch.arange(n)) % len(self.vectors)
+        idx = (self.ptr + torch.arange(n, device=self.vectors.device)) % len(self.vectors)
         self.vectors[idx] = vectors.detach()
         self.labels[idx] = labels
         self.ptr = int((self.ptr + n) % len(self.vectors))

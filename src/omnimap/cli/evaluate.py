@@ -1,0 +1,70 @@
+"""``omnimap evaluate``: the atlas on its spatial hold-out; cross-view retrieval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from omnimap.core.errors import InputError
+
+evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")
+
+
+@evaluate_app.command("atlas")
+def evaluate_atlas_command(
+    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("atlas-metrics.json"),
+    samples: Annotated[int, typer.Option(help="Held-out retrieval samples.")] = 10_000,
+    card: Annotated[
+        bool,
+        typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
+    ] = False,
+) -> None:
+    """The atlas on the spatial hold-out: retrieval, zero-shot land-cover AUC, time response."""
+    from omnimap.core.fileio import write_json_atomic
+    from omnimap.eval.atlas import evaluate_atlas, format_report
+    from omnimap.eval.card import write_card
+    from omnimap.models.checkpoint import load_checkpoint
+
+    metrics = evaluate_atlas(model, samples=samples)
+    write_json_atomic(out, metrics)
+    typer.echo(format_report(metrics))
+    typer.echo(f"written {out}")
+    if card:
+        loaded = load_checkpoint(model)
+        write_json_atomic(loaded.path / "metrics.json", metrics)
+        typer.echo(f"written {write_card(loaded.path, loaded.config, metrics)}")
+
+
+def _ablations(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise InputError(f"--ablation must be NAME=RUN_DIR, got {value!r}")
+        out[name.strip()] = path.strip()
+    return out
+
+
+@evaluate_app.command("retrieval")
+def evaluate_retrieval_command(
+    model: Annotated[str, typer.Option("--model", help="A trained Sat2Cap run directory.")],
+    pairs: Annotated[Path, typer.Option(help="Held-out pairs: a pairs table or a shard folder.")],
+    gallery: Annotated[int, typer.Option(help="Gallery size (all samples if fewer).")] = 10_000,
+    ablation: Annotated[
+        list[str] | None, typer.Option(help="NAME=RUN_DIR of an ablation run (repeatable).")
+    ] = None,
+    baseline: Annotated[bool, typer.Option(help="Include the plain-CLIP baseline row.")] = True,
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("retrieval-metrics.json"),
+) -> None:
+    """Overhead <-> ground retrieval: R@1/5/10 and median rank, both directions."""
+    from omnimap.core.fileio import write_json_atomic
+    from omnimap.eval.crossview import evaluate_retrieval, format_table
+
+    metrics = evaluate_retrieval(model, pairs, gallery=gallery, ablations=_ablations(ablation),
+                                 baseline=baseline)  # fmt: skip
+    write_json_atomic(out, metrics)
+    typer.echo(format_table(metrics))
+    typer.echo(f"written {out}")

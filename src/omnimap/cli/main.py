@@ -1,0 +1,47 @@
+"""``omnimap``: the command line, a thin layer over the Python API.
+
+Errors a user can cause print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from omnimap.cli.evaluate import evaluate_app
+from omnimap.cli.examples import example_app
+from omnimap.cli.field import field_app
+from omnimap.cli.maps import captions_command, map_command, models_command, search_command
+from omnimap.cli.pairs import pairs_app
+from omnimap.cli.serve import serve_command
+from omnimap.cli.train import train_app
+from omnimap.core.errors import OmnimapError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Zero-shot maps: map anything, anywhere, anytime.")  # fmt: skip
+app.command("map")(map_command)
+app.command("search")(search_command)
+app.command("captions")(captions_command)
+app.command("models")(models_command)
+app.command("serve")(serve_command)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(field_app, name="field")
+app.add_typer(pairs_app, name="pairs")
+app.add_typer(example_app, name="example")
+
+
+def main() -> None:
+    try:
+        app()
+    except OmnimapError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

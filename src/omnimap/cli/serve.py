@@ -1,0 +1,63 @@
+"""``omnimap serve``: the tile server and web map."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from omnimap.core.errors import InputError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(
+    model: Annotated[
+        str | None, typer.Option(help="Built-in model name or a model directory (default: atlas).")
+    ] = None,
+    field: Annotated[
+        str | None,
+        typer.Option(help="Serve an embedding field (o read from it; its model unless --model)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; loopback unless you mean to share it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    basemap_url: Annotated[
+        str | None,
+        typer.Option(
+            "--basemap-url",
+            help="Online basemap under the scores, e.g. https://tile.example/{z}/{x}/{y}.png "
+            "(off by default: the page then uses only this server).",
+        ),
+    ] = None,
+    tile_cache_mb: Annotated[
+        int, typer.Option(help="Memory for rendered tiles, in MB.", min=1, max=65536)
+    ] = 256,
+) -> None:
+    """Serve map tiles, legends, search, GeoTIFF downloads and the web map."""
+    import uvicorn
+
+    from omnimap.serve.app import create_app
+
+    if not host.strip():
+        raise InputError("--host is empty")
+    app = create_app(model, field=field, basemap_url=basemap_url, tile_cache_mb=tile_cache_mb)
+    if not _is_loopback(host):
+        typer.echo(
+            f"warning: binding {host} makes the server reachable from other machines; "
+            "it has no authentication",
+            err=True,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"omnimap: serving {app.state.service.scorer.name} on http://{shown}:{port}/")
+    # One process: the model and every cache live in it (workers would each load them).
+    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=256)

@@ -1,0 +1,64 @@
+"""Paired samples for the atlas: (overhead patch, location, time) <-> description.
+
+Building a set: sample places and local times, derive the facts there and then,
+describe them in words (several phrasings), embed each distinct sentence once with the
+teacher, and cut the Blue Marble patch around each place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from omnimap.datasets.atlas.describe import describe
+from omnimap.datasets.atlas.facts import Facts, compute_facts
+from omnimap.datasets.atlas.layers import GroundLayers
+from omnimap.datasets.atlas.sampling import sample_points, sample_times
+from omnimap.geo.timefeat import LocalTime, metadata_features
+
+
+@dataclass
+class AtlasSet:
+    lon: np.ndarray
+    lat: np.ndarray
+    time: dict[str, np.ndarray]  # year, month, day, hour, day_of_year
+    facts: Facts
+    texts: list[str]  # distinct descriptions
+    text_index: np.ndarray  # (N,) description of each sample
+
+    def __len__(self) -> int:
+        return len(self.lon)
+
+    @property
+    def descriptions(self) -> list[str]:
+        return [self.texts[i] for i in self.text_index]
+
+    def local_time(self) -> LocalTime:
+        t = self.time
+        return LocalTime(
+            t["year"], t["month"], t["day"], t["hour"].astype(np.float64), t["day_of_year"]
+        )
+
+    def metadata(self) -> np.ndarray:
+        """(N, 12) Sat2Cap inputs with the true local time."""
+        return metadata_features(self.lon, self.lat, self.local_time())
+
+
+def build_set(
+    layers: GroundLayers, n: int, seed: int, accept=None, variants: int = 3,
+) -> AtlasSet:  # fmt: skip
+    """``n`` samples whose (lon, lat) pass ``accept``; ``variants`` phrasings per fact set."""
+    rng = np.random.default_rng(seed)
+    lon, lat = sample_points(layers, n, rng, accept=accept)
+    time = sample_times(n, rng)
+    facts = compute_facts(layers, lon, lat, time["month"], time["day_of_year"], time["hour"])
+    texts, index = describe(facts, rng.integers(0, variants, n))
+    return AtlasSet(
+        lon=lon.astype(np.float32),
+        lat=lat.astype(np.float32),
+        time=time,
+        facts=facts,
+        texts=texts,
+        text_index=index,
+    )

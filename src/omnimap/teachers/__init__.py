@@ -1,0 +1,1 @@
+"""Frozen teachers behind one protocol and a registry (see ``teachers.base``)."""

@@ -1,0 +1,350 @@
+"""The one training loop: a student distilled from a frozen teacher, for any recipe.
+
+Student: s = normalize(o + m), o = overhead(patch), m = dynamic(location, time).
+Loss: InfoNCE of each student embedding against [global batch of teacher embeddings |
+queue of earlier ones], with a learnable temperature; rows whose labels agree mean
+the same thing and are not negatives. A :class:`Recipe` brings the data, the teacher's
+targets, the architecture and the augmentation; everything else is here:
+
+- input dropouts, drawn per global batch (m) or per sample (time inputs, o), applied
+  by multiplying by 0 so every parameter is in every graph (DDP requires it);
+- one learning-rate schedule, a pure function of the step (``omnimap.train.schedule``);
+- DDP under torchrun: each rank holds a slice of the global batch, the teacher keys
+  are all-gathered, and every rank pushes the same keys into its queue, so N
+  processes compute the loss one process would;
+- exact resume: the run directory holds ``train_config.json`` (the resolved config; a
+  different one is refused), ``train_state.safetensors`` (weights, optimizer, queue,
+  loss history: no pickles, written atomically) and the model itself
+  (``model.safetensors`` + ``config.json``). No RNG state is stored: every random
+  choice of step s is drawn from generators seeded by (seed, stream, s);
+- the next batch is loaded in a background thread while the current one trains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from contextlib import closing, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnimap.core.errors import InputError
+from omnimap.core.fileio import write_json_atomic
+from omnimap.geo.timefeat import TIME_SLICE
+from omnimap.models.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from omnimap.models.student import Student, build_student
+from omnimap.train import batches
+from omnimap.train.config import TrainConfig
+from omnimap.train.distributed import World, barrier, gather_rows, join, local_rows, mean_over_ranks
+from omnimap.train.losses import LogitScale, TeacherQueue, queue_infonce
+from omnimap.train.schedule import lr_scheduler
+from omnimap.train.state import load_train_state, read_train_info, save_train_state
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE, STATE_FILE = "train_config.json", "train_state.safetensors"
+HISTORY_DECIMALS = 4
+
+
+class Recipe(ABC):
+    """One way to train a student: a config type, data and teacher targets, hooks.
+
+    The loop calls ``prepare`` once on every rank; for a fresh run ``architecture`` and
+    ``init_student``, and ``queue_targets`` to pre-fill the queue; per step ``load`` (in
+    the prefetch thread, for this rank's rows), ``augment`` and ``targets``; at each
+    checkpoint ``checkpoint_config`` and ``write_files`` (rank 0)."""
+
+    config_type: ClassVar[type[TrainConfig]]
+    label_columns: ClassVar[int] = 1  # columns of ``labels``
+
+    def __init__(self, cfg: TrainConfig):
+        if not isinstance(cfg, self.config_type):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_type.__name__}")
+        self.cfg = cfg
+
+    @property
+    def name(self) -> str:
+        return self.config_type.recipe
+
+    @abstractmethod
+    def prepare(self, world: World, device: torch.device, progress: bool) -> int:
+        """Open the data and the teacher's targets; returns the number of training rows."""
+
+    @abstractmethod
+    def architecture(self) -> dict:
+        """A fresh run's architecture (``build_student``'s config); a resumed run keeps its own."""
+
+    def init_student(self, student: Student) -> None:
+        """A fresh run's starting weights beyond torch's seeded initialisation."""
+        return None  # by default, torch's initialisation is the start
+
+    @abstractmethod
+    def labels(self, rows: np.ndarray) -> torch.Tensor:
+        """(len(rows),) or (len(rows), label_columns) long ids: rows agreeing on any
+        column are not negatives of each other."""
+
+    @abstractmethod
+    def queue_targets(self, rows: np.ndarray) -> torch.Tensor:
+        """(len(rows), dim) teacher embeddings of ``rows`` (to pre-fill the queue)."""
+
+    @abstractmethod
+    def load(self, rows: np.ndarray) -> dict:
+        """This rank's rows of a batch: "patches" and "meta" (CPU tensors), and whatever
+        ``targets`` needs. Runs in the prefetch thread."""
+
+    @abstractmethod
+    def augment(
+        self, gen: torch.Generator, patches: torch.Tensor, batch_size: int, mine: slice
+    ) -> torch.Tensor:
+        """The student's input images for this rank's ``patches``: random parameters are
+        drawn from ``gen`` for the whole global batch of ``batch_size``, then sliced."""
+
+    def targets(self, batch: dict, device: torch.device) -> torch.Tensor:
+        """(rows, dim) teacher embeddings of this rank's rows, on ``device``."""
+        return batch["targets"].to(device)
+
+    def dropout_rates(self) -> tuple[float, float, float]:
+        """(metadata, time, overhead) dropout probabilities."""
+        return self.cfg.meta_dropout, self.cfg.time_dropout, self.cfg.overhead_dropout
+
+    @abstractmethod
+    def checkpoint_config(self) -> dict:
+        """The model config's "teacher" and "imagery", and any keys of the recipe's own;
+        a "training" entry is merged into the loop's."""
+
+    def write_files(self, run_dir: Path) -> None:
+        """Files of the recipe's own beside the model (rank 0, at each checkpoint)."""
+        return None  # by default, none
+
+
+@dataclass
+class RunResult:
+    model: LoadedModel
+    losses: list[float]  # one per step from step 0 (a resumed run includes earlier steps)
+    history: list[dict]  # every log_every steps and the last: step, loss, temperature
+    temperature: float  # the learnt one, at the last step
+    seconds: float  # this invocation's training time (checkpoint writes excluded)
+    samples_per_second: float
+    data_wait_seconds: float  # of ``seconds``, spent waiting for the next batch
+    is_main: bool = True  # rank 0 (the process that writes and reports)
+
+
+class _Trainable(nn.Module):
+    """Student + temperature as one module, so DDP averages the gradients of both."""
+
+    def __init__(self, student: Student, scale: LogitScale):
+        super().__init__()
+        self.student, self.scale = student, scale
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor, keep_meta: float,
+                keep_overhead: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        # Dropouts multiply by 0 rather than skip: every parameter stays in the graph, as
+        # DDP requires; their gradients are then exactly zero.
+        o = self.student.encode_overhead(images).float() * keep_overhead
+        m = self.student.encode_dynamic(meta).float() * keep_meta
+        return self.student.fuse(o, m), self.scale()
+
+
+@dataclass
+class _Parts:
+    """Everything that trains, and everything a checkpoint holds."""
+
+    student: Student
+    module: _Trainable
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    queue: TeacherQueue
+    info: dict  # JSON: architecture, losses, history, prep_seconds, train_seconds
+
+    @property
+    def losses(self) -> list[float]:
+        return self.info["losses"]
+
+    def temperature(self) -> float:
+        return 1.0 / float(self.module.scale().detach())
+
+
+def _check_run_dir(run_dir: Path, recipe: Recipe, world: World) -> None:
+    """A run directory belongs to one recipe and config: resuming another would mix runs."""
+    path = run_dir / CONFIG_FILE
+    wanted = json.loads(json.dumps({"recipe": recipe.name, **recipe.cfg.to_json()}))
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("recipe") != recipe.name:
+            raise InputError(
+                f"{run_dir} holds a {saved.get('recipe')} run, not {recipe.name}; use a new --out"
+            )
+        changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        if changed:
+            raise InputError(
+                f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}); use a new --out"
+            )
+    elif world.is_main:
+        write_json_atomic(path, wanted)
+
+
+def _build(recipe: Recipe, run_dir: Path, n: int, device: torch.device) -> _Parts:
+    """A fresh run's parts, or a saved run's parts restored exactly."""
+    cfg, state_path = recipe.cfg, run_dir / STATE_FILE
+    resuming = state_path.is_file()
+    torch.manual_seed(cfg.seed)
+    # A resumed run keeps its architecture and statistics; they are never recomputed.
+    arch = read_train_info(state_path)["architecture"] if resuming else recipe.architecture()
+    student = build_student(arch)
+    if not resuming:
+        recipe.init_student(student)
+    module = _Trainable(student, LogitScale(cfg.init_temperature)).to(device)
+    # No weight decay on gains, biases and the temperature (CLIP practice): decaying the
+    # log-temperature would pull it towards 1 for no reason.
+    groups = [{"params": [p for p in module.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in module.parameters() if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    queue = TeacherQueue(cfg.queue_size, int(arch["dim"]), cfg.batch_size, recipe.label_columns)
+    if resuming:
+        info = load_train_state(state_path, student, module.scale, optimizer, queue)
+        scheduler = lr_scheduler(optimizer, cfg, start=len(info["losses"]))
+    else:
+        info = {"architecture": arch, "losses": [], "history": [], "prep_seconds": 0.0,
+                "train_seconds": 0.0}  # fmt: skip
+        scheduler = lr_scheduler(optimizer, cfg, start=0)
+        # Pre-filled from a seeded sample of the training set: no cold start.
+        rng = np.random.default_rng(batches.stream_seed(cfg.seed, batches.QUEUE_FILL))
+        fill = np.sort(rng.choice(n, size=min(cfg.queue_size, n), replace=False))
+        queue.fill(recipe.queue_targets(fill), recipe.labels(fill))
+    return _Parts(student, module, optimizer, scheduler, queue.to(device), info)
+
+
+def train(
+    recipe: Recipe, run_dir: str | Path, progress: bool = True, stop_after: int | None = None
+) -> RunResult:
+    """Train (or resume) ``recipe`` in ``run_dir``. ``stop_after`` ends once that many
+    steps are done, checkpointed, as if the run had been killed there."""
+    from tqdm.auto import tqdm
+
+    cfg = recipe.cfg
+    world = join(cfg.device)
+    device = world.device(cfg.device)
+    mine = local_rows(world, cfg.batch_size)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_dir(run_dir, recipe, world)
+    barrier(world)
+    prep_started = time.perf_counter()
+    n = recipe.prepare(world, device, progress=progress and world.is_main)
+    if n < cfg.batch_size:
+        raise InputError(f"{n} training samples are fewer than one batch of {cfg.batch_size}")
+    parts = _build(recipe, run_dir, n, device)
+    if not parts.losses:  # a resumed run keeps the cost of its first preparation
+        parts.info["prep_seconds"] = time.perf_counter() - prep_started
+    trainer: nn.Module = parts.module
+    if world.size > 1:
+        trainer = nn.parallel.DistributedDataParallel(
+            parts.module, device_ids=[device] if device.type == "cuda" else None
+        )
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if cfg.precision == "bf16"
+        else nullcontext
+    )
+    rates = recipe.dropout_rates()
+
+    def load(step: int) -> dict:
+        rows = batches.batch_rows(cfg.seed, step, n, cfg.batch_size)
+        return {"rows": rows, "labels": recipe.labels(rows), **recipe.load(rows[mine])}
+
+    def step_once(step: int, batch: dict) -> tuple[float, float]:
+        """One optimizer step; (global mean loss, temperature)."""
+        size = len(batch["rows"])
+        drop = batches.dropouts(cfg.seed, step, size, *rates)[mine]
+        gen = batches.step_generator(cfg.seed, step, batches.AUGMENT)
+        images = recipe.augment(gen, batch["patches"].to(device), size, mine)
+        meta = batch["meta"].to(device).clone()
+        meta[torch.from_numpy(drop.time).to(device), TIME_SLICE] = 0.0
+        keep_overhead = torch.from_numpy(~drop.overhead).to(device, torch.float32).unsqueeze(1)
+        torch.manual_seed(batches.stream_seed(cfg.seed, batches.TORCH, step))  # model dropout
+        with autocast():
+            s, scale = trainer(images, meta, 0.0 if drop.meta else 1.0, keep_overhead)
+        own = recipe.targets(batch, device)
+        keys, labels = gather_rows(own, world), batch["labels"].to(device)
+        others = torch.ones(size, dtype=torch.bool, device=device)
+        others[mine] = False
+        q_vec, q_lab = parts.queue.current()
+        # [own keys | other ranks' keys | queue]: one process's logits for the global
+        # batch with the columns permuted, which cross-entropy does not see.
+        loss = queue_infonce(s.float(), own, labels[mine], scale.float(),
+                             torch.cat([keys[others], q_vec]), torch.cat([labels[others], q_lab]))  # fmt: skip
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        parts.optimizer.step()
+        parts.scheduler.step()
+        parts.queue.push(keys, labels)
+        return mean_over_ranks(loss, world), 1.0 / float(scale.detach())
+
+    start = len(parts.losses)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    trained_before = parts.info["train_seconds"]
+    parts.module.train()
+    bar = tqdm(total=end, initial=start, desc=f"train {recipe.name}", unit="step",
+               disable=not (progress and world.is_main))  # fmt: skip
+    started, waited, saving = time.perf_counter(), 0.0, 0.0
+    with closing(batches.prefetch(load, range(start, end))) as stream:
+        for _ in range(start, end):
+            t = time.perf_counter()
+            step, batch = next(stream)
+            waited += time.perf_counter() - t  # the device idles while the loader catches up
+            loss, temperature = step_once(step, batch)
+            if not np.isfinite(loss):
+                raise InputError(f"training diverged at step {step} (loss {loss}); lower lr")
+            parts.losses.append(loss)
+            done = step + 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or done == cfg.steps:
+                parts.info["history"].append({"step": step, "loss": round(loss, HISTORY_DECIMALS),
+                                              "temperature": round(temperature, HISTORY_DECIMALS)})  # fmt: skip
+                bar.set_postfix(loss=f"{loss:.3f}", T=f"{temperature:.4f}")
+                log.info(
+                    "step %d/%d loss %.4f temperature %.4f", done, cfg.steps, loss, temperature
+                )
+            if done % cfg.checkpoint_every == 0 or done == end:
+                t = time.perf_counter()
+                parts.info["train_seconds"] = trained_before + t - started - saving
+                if world.is_main:
+                    _checkpoint(run_dir, recipe, parts, n)
+                barrier(world)
+                saving += time.perf_counter() - t
+    bar.close()
+    seconds = time.perf_counter() - started - saving
+    if world.is_main and not (run_dir / "config.json").is_file():  # nothing was left to run
+        _checkpoint(run_dir, recipe, parts, n)
+    barrier(world)
+    rate = (end - start) * cfg.batch_size / seconds if end > start else 0.0
+    return RunResult(load_checkpoint(run_dir), list(parts.losses), list(parts.info["history"]),
+                     parts.temperature(), seconds, rate, waited, world.is_main)  # fmt: skip
+
+
+def _checkpoint(run_dir: Path, recipe: Recipe, parts: _Parts, n: int) -> None:
+    """The training state (to resume), then the model (to use)."""
+    cfg, info = recipe.cfg, parts.info
+    save_train_state(run_dir / STATE_FILE, parts.student, parts.module.scale, parts.optimizer,
+                     parts.queue, info)  # fmt: skip
+    own = recipe.checkpoint_config()
+    losses = info["losses"]
+    training = {
+        **cfg.to_json(), "recipe": recipe.name, "samples": n, "step": len(losses),
+        "loss_first": losses[0] if losses else None,
+        "loss_last": float(np.mean(losses[-cfg.log_every :])) if losses else None,
+        "loss_history": info["history"], "prep_seconds": round(info["prep_seconds"], 1),
+        "train_seconds": round(info["train_seconds"], 1), "threads": torch.get_num_threads(),
+        **own.pop("training", {}),
+    }  # fmt: skip
+    config = {"name": cfg.name, **info["architecture"], **own, "temperature": parts.temperature(),
+              "training": training}  # fmt: skip
+    save_checkpoint(parts.student, config, run_dir)
+    recipe.write_files(run_dir)

@@ -1,0 +1,107 @@
+"""The built-in world atlas, from scratch on a CPU (the Sat2Cap recipe, small).
+
+    omnimap train atlas --out runs/atlas
+
+Data: places and local times sampled over the world outside a spatial hold-out, the
+facts of the ground there and then (``omnimap.datasets.atlas``), described in words.
+Teacher: MiniLM over the descriptions, through the embedding store (each distinct
+sentence embedded once, ever). Student: a patch CNN over the Blue Marble patch + the
+dynamic encoder. Samples with the same description or the same facts are not
+negatives of each other. Augmentation: a random shift of the patch by up to ``jitter``
+pixels, per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnimap.core.fileio import write_text_atomic
+from omnimap.datasets.atlas.dataset import AtlasSet, build_set
+from omnimap.datasets.atlas.layers import GroundLayers
+from omnimap.datasets.atlas.sampling import HoldOut, choose_holdout
+from omnimap.models.dynamic import dynamic_config
+from omnimap.sources.bmng import BlueMarbleNative
+from omnimap.teachers.base import Teacher
+from omnimap.teachers.registry import get_teacher
+from omnimap.train.augment import PatchJitter
+from omnimap.train.batches import STATS_CHUNK, channel_statistics
+from omnimap.train.config import AtlasConfig
+from omnimap.train.distributed import World, main_first
+from omnimap.train.loop import Recipe
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_FILE, N_EXAMPLES = "examples.json", 40  # descriptions shown beside the model
+
+
+class AtlasRecipe(Recipe):
+    config_type = AtlasConfig
+    label_columns = 2  # (description id, facts id)
+
+    def __init__(self, cfg: AtlasConfig, layers: GroundLayers | None = None):
+        """``layers``: already loaded ground layers to reuse (they take seconds to read)."""
+        super().__init__(cfg)
+        self.layers = layers
+        self.jitter = PatchJitter(cfg.patch_size, cfg.jitter)
+
+    def prepare(self, world: World, device: torch.device, progress: bool) -> int:
+        cfg = self.cfg
+        layers = self.layers if self.layers is not None else GroundLayers()
+        self.holdout: HoldOut = choose_holdout(layers, cfg.holdout_fraction, seed=cfg.seed)
+        log.info("hold-out: %d blocks of %g deg", len(self.holdout.blocks), self.holdout.block_deg)
+        self.data: AtlasSet = build_set(layers, cfg.samples, seed=cfg.seed, variants=cfg.phrasings,
+                                        accept=lambda lon, lat: ~self.holdout.near(lon, lat))  # fmt: skip
+        log.info("%d samples, %d distinct descriptions", len(self.data), len(self.data.texts))
+        self.teacher: Teacher = get_teacher(cfg.teacher)
+        vectors = main_first(world, lambda: self.teacher.embed("text", self.data.texts, progress))
+        self.text_vectors = torch.from_numpy(vectors)
+        self.imagery = BlueMarbleNative(cfg.patch_size)
+        self.patches = torch.from_numpy(
+            self.imagery.patches(self.data.lon, self.data.lat, size=cfg.patch_size + 2 * cfg.jitter)
+        )
+        self.meta = torch.from_numpy(self.data.metadata())
+        self.text_index = torch.from_numpy(self.data.text_index.astype(np.int64))
+        # The description id and the facts id: samples agreeing on either mean the same.
+        _, fact_ids = np.unique(self.data.facts.matrix(), axis=0, return_inverse=True)
+        self.label_table = torch.stack([self.text_index, torch.from_numpy(fact_ids.ravel())], dim=1)
+        return len(self.data)
+
+    def architecture(self) -> dict:
+        j, p = self.cfg.jitter, self.cfg.patch_size
+        centres = (self.patches[s : s + STATS_CHUNK, :, j : j + p, j : j + p].numpy()
+                   for s in range(0, len(self.patches), STATS_CHUNK))  # fmt: skip
+        mean, std = channel_statistics(centres)
+        overhead = {"type": "patch_cnn", "patch_size": p, "mean": mean, "std": std}
+        return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config()}
+
+    def labels(self, rows: np.ndarray) -> torch.Tensor:
+        return self.label_table[rows]
+
+    def queue_targets(self, rows: np.ndarray) -> torch.Tensor:
+        return self.text_vectors[self.text_index[rows]]
+
+    def load(self, rows: np.ndarray) -> dict:
+        return {"patches": self.patches[rows], "meta": self.meta[rows],
+                "targets": self.queue_targets(rows)}  # fmt: skip
+
+    def augment(self, gen: torch.Generator, patches: torch.Tensor, batch_size: int,
+                mine: slice) -> torch.Tensor:  # fmt: skip
+        return self.jitter(patches, self.jitter.sample(gen, batch_size)[mine])
+
+    def checkpoint_config(self) -> dict:
+        """What ``omnimap evaluate atlas`` and the model card read besides the loop's."""
+        return {
+            "teacher": self.teacher.to_config(),
+            "imagery": self.imagery.to_config(),
+            "holdout": self.holdout.to_json(),
+            "training": {"distinct_descriptions": len(self.data.texts)},
+        }
+
+    def write_files(self, run_dir: Path) -> None:
+        examples = [self.data.texts[i] for i in self.data.text_index[:N_EXAMPLES]]
+        write_text_atomic(Path(run_dir) / EXAMPLES_FILE, json.dumps(examples, indent=1) + "\n")
