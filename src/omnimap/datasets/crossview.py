@@ -35,7 +35,10 @@ from PIL import Image, ImageOps
 from omnimap.core.digest import text_keys
 from omnimap.core.errors import DataError, InputError
 from omnimap.core.store import ArrayStore
+from omnimap.datasets.pairs.shards import ShardReader
+from omnimap.datasets.pairs.table import read_pairs
 from omnimap.geo.timefeat import MS_PER_DEGREE_EAST, metadata_features, split_datetime64
+from omnimap.sources import source_from_config
 from omnimap.teachers.base import Teacher
 from omnimap.teachers.clip import CLIPTeacher
 from omnimap.teachers.store import EmbeddingStore, space_slug
@@ -260,9 +263,6 @@ def open_pairs(path: str | Path, imagery: dict | None = None) -> CrossViewData:
 
 
 def _open_table(path: Path, imagery: dict | None) -> CrossViewData:
-    from omnimap.datasets.pairs.table import read_pairs
-    from omnimap.sources import source_from_config
-
     pairs = read_pairs(path)
     table = pairs.table
     lon, lat = table.column("lon").to_numpy(), table.column("lat").to_numpy()
@@ -279,8 +279,6 @@ def _open_table(path: Path, imagery: dict | None) -> CrossViewData:
 
 
 def _open_shards(root: Path) -> CrossViewData:
-    from omnimap.datasets.pairs.shards import ShardReader
-
     reader = ShardReader(root)
     ids, rows, overhead, ground = [], [], [], []
     for entry in reader.shards:

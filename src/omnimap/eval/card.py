@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnimap.core.fileio import write_text_atomic
+from omnimap.eval.prompts import LAND_COVER_PROMPTS
 
 LIMITS = """\
 - It describes what a ~10 km cell looks like from the ground *in words*, not what a photo
@@ -81,8 +82,6 @@ def render_card(config: dict, metrics: dict) -> str:
         "| prompt | MODIS classes | AUC | imagery only | positive cells |",
         "|---|---|---|---|---|",
     ]
-    from omnimap.eval.prompts import LAND_COVER_PROMPTS
-
     for prompt, v in lc["no_time"]["prompts"].items():
         img = lc["imagery_only"]["prompts"][prompt]["auc"]
         classes = ", ".join(str(c) for c in LAND_COVER_PROMPTS[prompt])

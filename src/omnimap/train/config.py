@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from omnimap.core.errors import InputError
+from omnimap.models.overhead import build_overhead
 
 PRECISIONS = ("fp32", "bf16")
 RAND_AUGMENT_BINS = 31  # torchvision's magnitude bins: magnitudes 0..30
@@ -166,8 +167,6 @@ class AtlasConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        from omnimap.models.overhead import build_overhead
-
         try:  # the encoder's own check of the patch size, before hours of data building
             build_overhead({"type": "patch_cnn", "patch_size": self.patch_size}, dim=1)
         except ValueError as exc:
