@@ -239,3 +239,27 @@ def test_cli_locate_knn_and_verify(tiny_model_dir, gallery_dir, tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "when.json").read_text())
     assert len(data["hour"]) == 24 and abs(sum(data["month"]) - 1) < 1e-4
+
+
+def test_fusion_keeps_cells_without_observations_and_leans_on_near_ones(engine, gallery_dir):
+    from omnimap.maps.fusion import fuse
+
+    g = open_gallery(gallery_dir)
+    lon = np.array([2.35, 2.40, 120.0])  # at, near, far from the Paris observation
+    lat = np.array([48.85, 48.90, -30.0])
+    cells = engine.embedder.fused(lon, lat, None, "no_time")
+    blended, alpha = fuse(cells, lon, lat, g)
+    np.testing.assert_allclose(blended[2].astype(np.float32), cells[2], atol=1e-3)
+    assert alpha[2] == 0 and alpha[0] > alpha[1] > 0
+    obs = g.embeddings[2].astype(np.float32)
+    assert blended[0].astype(np.float32) @ obs > cells[0] @ obs  # moved towards what was seen
+    np.testing.assert_allclose(np.linalg.norm(blended.astype(np.float32), axis=1), 1, atol=1e-3)
+
+
+def test_cli_map_with_observations(tiny_model_dir, gallery_dir, tmp_path):
+    out = tmp_path / "m.tif"
+    r = runner.invoke(app, ["map", "city lights", "--bbox", "0,46,5,50", "--resolution", "0.5",
+                            "--model", str(tiny_model_dir), "--observations", str(gallery_dir),
+                            "--out", str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert out.exists()

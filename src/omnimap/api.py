@@ -14,6 +14,7 @@ import numpy as np
 
 from omnimap.core.errors import InputError
 from omnimap.datasets.crossview import open_pairs
+from omnimap.datasets.gallery import open_gallery
 from omnimap.fields.build import BuildReport, build_field
 from omnimap.fields.store import Field
 from omnimap.fields.window import window_for
@@ -23,6 +24,7 @@ from omnimap.geo.place import default_resolution, parse_when, resolve_place
 from omnimap.geo.timefeat import When, local_times, metadata_features
 from omnimap.maps.captions import rank_captions
 from omnimap.maps.engine import MapEngine, clean_prompt
+from omnimap.maps.fusion import observed_scores
 from omnimap.maps.result import MapResult
 from omnimap.maps.search import SearchResult, search_cells, search_samples
 from omnimap.maps.search import write_contact_sheet as write_search_sheet
@@ -35,7 +37,7 @@ from omnimap.teachers.registry import list_teachers
 __all__ = ["BuildReport", "MapEngine", "MapResult", "SearchResult", "build_field", "captions",
            "get_engine", "list_models", "search", "search_pairs", "write_contact_sheet",
            "zero_shot_map"]  # fmt: skip
-__all__ += ["build_gallery", "locate", "verify", "when"]  # where and when (maps/where.py)
+__all__ += ["build_gallery", "locate", "observed_map", "verify", "when"]  # where and when (maps/where.py)
 
 
 @cache
@@ -117,6 +119,22 @@ def zero_shot_map(
     engine = _engine(model, field)
     grid, label = map_grid(engine, bbox, region, resolution)
     scores = engine.score(prompt, grid, moment)
+    return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,
+                     model=engine.name)  # fmt: skip
+
+
+def observed_map(
+    prompt: str, observations: str | Path, bbox: BBox | str | tuple | None = None,
+    region: str | None = None, resolution: float | None = None, when: str | When | None = None,
+    model: str | None = None, field: str | Path | None = None,
+) -> MapResult:  # fmt: skip
+    """A map whose cells lean on the gallery observations near them (maps/fusion.py);
+    cells with none nearby keep the student's embedding."""
+    prompt, moment = clean_prompt(prompt), parse_when(when)
+    gallery = open_gallery(observations)
+    engine = _engine(model, field)
+    grid, label = map_grid(engine, bbox, region, resolution)
+    scores = observed_scores(engine, engine.embed_prompts([prompt]), grid, moment, gallery)[0]
     return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,
                      model=engine.name)  # fmt: skip
 

@@ -97,3 +97,16 @@ def evaluate_geolocation_command(
                                    out=out, save_calibration=save_calibration)  # fmt: skip
     typer.echo(format_report(metrics))
     typer.echo(f"written {out}")
+
+
+@evaluate_app.command("fusion")
+def evaluate_fusion_command(
+    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("fusion-metrics.json"),
+) -> None:
+    """Land-cover AUCs with 1% and 10% of held-out cells observed vs none (RANGE-style fusion)."""
+    from omnimap.eval.fusion import evaluate_fusion, format_fusion
+
+    metrics = evaluate_fusion(model, out=out)
+    typer.echo(format_fusion(metrics))
+    typer.echo(f"written {out}")

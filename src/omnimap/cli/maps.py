@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -30,17 +31,21 @@ def map_command(
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Peaks written to the GeoJSON.")] = 10,
     field: FieldOpt = None,
+    observations: Annotated[
+        Path | None, typer.Option(help="A gallery: cells blend in the observations near them.")
+    ] = None,
 ) -> None:
     """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json."""
-    from omnimap.api import zero_shot_map
+    from omnimap.api import observed_map, zero_shot_map
 
     out = out or default_out(prompt)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
-    result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution, when=when,
-                           model=model, field=field)  # fmt: skip
+    mapper = zero_shot_map if observations is None else partial(observed_map, observations=observations)
+    result = mapper(prompt, bbox=bbox, region=region, resolution=resolution, when=when,
+                    model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
     g = result.grid
     typer.echo(f"{result.title}: {g.nrows} x {g.ncols} cells at {g.resolution:g} deg")
