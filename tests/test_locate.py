@@ -263,3 +263,19 @@ def test_cli_map_with_observations(tiny_model_dir, gallery_dir, tmp_path):
                             "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert out.exists()
+
+
+def test_locate_endpoint(tiny_model_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from omnimap.serve.app import create_app
+
+    client = TestClient(create_app(str(tiny_model_dir), static_dir=tmp_path / "none"))
+    r = client.get("/locate", params={"q": "snow on the mountains", "bbox": "0,40,10,50", "resolution": "1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "FeatureCollection" and body["posterior"]["shape"] == [10, 10]
+    assert abs(sum(body["posterior"]["prob"]) - 1) < 1e-4
+    assert body["features"][0]["properties"]["rank"] == 1
+    assert client.get("/locate", params={"q": ""}).status_code == 400
+    assert client.get("/locate", params={"q": "snow", "resolution": "0.01"}).status_code == 400

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.special import logsumexp
 
 from omnimap.core.fileio import write_json_atomic
@@ -32,11 +33,10 @@ from omnimap.datasets.gallery import Gallery, atlas_observations, build_from_tex
 from omnimap.eval.atlas import roc_auc
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
-from omnimap.geo.sphere import haversine_km
+from omnimap.geo.sphere import cell_area_weights, haversine_km
 from omnimap.geo.timefeat import LocalTime, When, local_times
 from omnimap.maps.engine import MapEngine
 from omnimap.maps.locate import (
-    field_log_posterior,
     geoclip_head_for,
     knn_hypotheses,
     knn_points,
@@ -110,14 +110,16 @@ def _fit_temperature(scorer: _FieldScorer, q, truth, local: LocalTime | None) ->
     """The temperature of least NLL of the true cell, and the mean NLL per temperature."""
     nll = np.zeros(len(TEMPERATURES))
     groups = [(None, np.arange(len(q)))] if local is None else list(_time_groups(local, 6.0))
+    logarea = torch.from_numpy(np.log(cell_area_weights(scorer.lat)).astype(np.float32))
     for when, idx in groups:
         cells = scorer.cells(when)
         for s in range(0, len(idx), BATCH):
             part = idx[s : s + BATCH]
-            scores = cosine_scores(cells, q[part])
-            for i, t in enumerate(TEMPERATURES):
-                lp = field_log_posterior(scores, scorer.lat, t)
-                nll[i] -= lp[np.arange(len(part)), truth[part]].sum()
+            scores = torch.from_numpy(cosine_scores(cells, q[part]))
+            rows, true_cells = torch.arange(len(part)), torch.from_numpy(truth[part])
+            for i, t in enumerate(TEMPERATURES):  # NLL of the true cell, softmax(s / T) x area
+                logits = scores / float(t) + logarea
+                nll[i] += float((torch.logsumexp(logits, dim=1) - logits[rows, true_cells]).sum())
     log.info(
         "field NLL by temperature: %s",
         dict(zip(TEMPERATURES.round(4).tolist(), nll.round(1).tolist(), strict=True)),

@@ -20,6 +20,7 @@ from omnimap.core.errors import DataError, InputError
 from omnimap.serve import params
 from omnimap.serve.assets import STATIC_DIR, load_assets, missing_page
 from omnimap.serve.coastlines import coastlines_geojson
+from omnimap.serve.locate_routes import router as locate_router
 from omnimap.serve.service import EngineScorer, MapService, Scorer
 
 log = logging.getLogger(__name__)
@@ -194,4 +195,5 @@ def create_app(
             return Response(packed, media_type="application/geo+json", headers=headers)
         return Response(raw, media_type="application/geo+json", headers=headers)
 
+    app.include_router(locate_router)  # GET /locate (serve/locate_routes.py)
     return app
