@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import best_of, machine, save
 
+from common import best_of, machine, save
 from omnimap.datasets.gallery import Gallery, build_index, default_nprobe
 
 
