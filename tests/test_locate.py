@@ -279,3 +279,32 @@ def test_locate_endpoint(tiny_model_dir, tmp_path):
     assert body["features"][0]["properties"]["rank"] == 1
     assert client.get("/locate", params={"q": ""}).status_code == 400
     assert client.get("/locate", params={"q": "snow", "resolution": "0.01"}).status_code == 400
+
+
+def test_adaptive_cells_split_dense_and_drop_sparse():
+    from omnimap.maps.cells import adaptive_cells
+
+    rng = np.random.default_rng(0)
+    dense = np.stack([2 + rng.normal(0, 0.5, 400), 48 + rng.normal(0, 0.5, 400)], 1)
+    sparse = np.array([[-120.0, -40.0]] * 3)
+    pts = np.concatenate([dense, sparse])
+    ids, label = adaptive_cells(pts[:, 0], pts[:, 1], t1=50, t2=5)
+    assert (label[-3:] == -1).all()  # 3 < t2: dropped
+    counts = np.bincount(label[label >= 0])
+    assert len(ids) > 1 and counts.min() >= 5  # the dense cluster was split
+
+
+def test_cells_method_needs_a_trained_head(engine, gallery_dir, tmp_path):
+    from omnimap.maps.cells import load_cell_head, save_cell_head, train_cell_head
+    from omnimap.maps.where import locate
+
+    g = open_gallery(gallery_dir)
+    with pytest.raises(InputError, match="no trained cell head"):
+        locate("snow", method="cells", gallery=g, engine=engine, resolution=5)
+    head = train_cell_head(g, t1=2, t2=1)
+    save_cell_head(g, head)
+    assert load_cell_head(g).cells.tolist() == head.cells.tolist()
+    post = locate(TEXTS[0], method="cells", gallery=g, engine=engine, resolution=5)
+    assert abs(post.prob.sum() - 1) < 1e-5 and post.best.rank == 1
+    p = head.probabilities(g.embeddings.astype(np.float32))
+    assert p.shape == (5, len(head.cells)) and np.allclose(p.sum(1), 1, atol=1e-5)

@@ -77,7 +77,7 @@ def evaluate_geolocation_command(
     gallery: Annotated[Path | None, typer.Option(help="A gallery for knn/geoclip (default: built from atlas samples outside the hold-out).")] = None,
     gallery_samples: Annotated[int, typer.Option(help="Atlas samples in the default gallery.")] = 30_000,
     resolution: Annotated[float, typer.Option(help="World grid of the field method, degrees.")] = 0.5,
-    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,geoclip.")] = "field,knn,geoclip",
+    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,cells,geoclip.")] = "field,knn,cells,geoclip",
     time_queries: Annotated[int, typer.Option(help="Queries for the time evaluation.")] = 2000,
     save_calibration: Annotated[bool, typer.Option(help="Write the fitted temperatures (locate.json) beside the model.")] = False,
     out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geolocation-metrics.json"),
@@ -87,9 +87,9 @@ def evaluate_geolocation_command(
     from omnimap.eval.geolocation import evaluate_geolocation, format_report
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = set(chosen) - {"field", "knn", "geoclip"}
+    unknown = set(chosen) - {"field", "knn", "cells", "geoclip"}
     if unknown or not chosen:
-        raise InputError(f"--methods must name field, knn or geoclip, got {methods!r}")
+        raise InputError(f"--methods must name field, knn, cells or geoclip, got {methods!r}")
     if samples < 1 or time_queries < 1:
         raise InputError("--samples and --time-queries must be at least 1")
     metrics = evaluate_geolocation(model, samples=samples, gallery=gallery, gallery_samples=gallery_samples,

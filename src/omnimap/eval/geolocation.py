@@ -35,6 +35,7 @@ from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.sphere import cell_area_weights, haversine_km
 from omnimap.geo.timefeat import LocalTime, When, local_times
+from omnimap.maps.cells import train_cell_head
 from omnimap.maps.engine import MapEngine
 from omnimap.maps.locate import (
     geoclip_head_for,
@@ -216,6 +217,17 @@ def evaluate_where(engine: MapEngine, layers: GroundLayers, holdout: HoldOut, da
                 haversine_km(pred[:, 0], pred[:, 1], truth_lon, truth_lat)
             )
             log.info("%s: %s", f"knn, {label}", rows[f"knn, {label}"])
+    if "cells" in methods:
+        t0 = time.perf_counter()
+        head = train_cell_head(gallery)
+        p = head.probabilities(q)
+        best = p.argmax(axis=1)
+        timing["cells, train + predict"] = time.perf_counter() - t0
+        rows["cells (PlaNet), time-free"] = accuracy(
+            haversine_km(head.lon[best], head.lat[best], truth_lon, truth_lat)
+        )
+        fitted["cells"] = len(head.cells)
+        log.info("cells: %s", rows["cells (PlaNet), time-free"])
     if "geoclip" in methods:
         t0 = time.perf_counter()
         geoclip = GeoClip.load()
@@ -271,7 +283,7 @@ def evaluate_when(engine: MapEngine, data: AtlasSet, q: np.ndarray, n: int) -> d
 def evaluate_geolocation(
     model: str = "atlas", samples: int = 10_000, gallery: str | Path | None = None,
     gallery_samples: int = 30_000, resolution: float = 0.5, calibration_samples: int = 300,
-    time_queries: int = 2000, methods: tuple[str, ...] = ("field", "knn", "geoclip"),
+    time_queries: int = 2000, methods: tuple[str, ...] = ("field", "knn", "cells", "geoclip"),
     out: str | Path | None = None, save_calibration: bool = False,
 ) -> dict:  # fmt: skip
     engine = MapEngine(model)
