@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from omnimap.cli.cache import cache_app
 from omnimap.cli.evaluate import evaluate_app
 from omnimap.cli.examples import example_app
 from omnimap.cli.field import field_app
@@ -30,6 +31,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(field_app, name="field")
 app.add_typer(pairs_app, name="pairs")
 app.add_typer(example_app, name="example")
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:
