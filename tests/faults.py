@@ -9,8 +9,10 @@ import io
 import os
 import sys
 
+from omnimap import api
 from omnimap.cli.main import main as cli_main
 from omnimap.core import store as store_mod
+from omnimap.teachers import registry
 
 
 class _FailingFile:
@@ -44,6 +46,13 @@ def failing_store_disk(monkeypatch, room: int = 0, code: int = errno.ENOSPC) -> 
         return self
 
     monkeypatch.setattr(store_mod._TempFile, "open", open_)
+
+
+def fresh_engines() -> None:
+    """Engines and teachers are shared per process, each with the store (cache) it was
+    made with: a test that moves the cache needs new ones."""
+    api.get_engine.cache_clear()
+    registry._shared.cache_clear()
 
 
 def run_cli(*args) -> tuple[int, str, str]:

@@ -12,12 +12,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from faults import failing_store_disk, map_files, run_cli, temp_files
-from omnimap import api
+from faults import failing_store_disk, fresh_engines, map_files, run_cli, temp_files
 from omnimap.core import store as store_mod
 from omnimap.core.store import ArrayStore
 from omnimap.fields.build import build_field
-from omnimap.teachers import registry
 from omnimap.teachers.store import CachedTeacher
 from omnimap.teachers.text import TextTeacher
 
@@ -30,13 +28,9 @@ def cache_warnings(caplog) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _fresh_engines():
-    """Engines and teachers are shared per process, each with the store it was made
-    with: a test that moves the cache needs new ones."""
-    api.get_engine.cache_clear()
-    registry._shared.cache_clear()
+    fresh_engines()
     yield
-    api.get_engine.cache_clear()
-    registry._shared.cache_clear()
+    fresh_engines()
 
 
 @pytest.fixture
