@@ -47,9 +47,10 @@ def _classes_section(metrics: dict) -> list[str]:
     if tr:
         lines += [
             "",
-            f"Transient attributes (Laffont et al. 2014), {tr['cells']:,} held-out land cells: share of cells where",
+            f"Transient attributes (Laffont et al. 2014), {tr['cells']:,} held-out land cells with a real night and day: share where",
             f"'night' and 'dark' are the two most likely attributes at {tr['midnight']}: {tr['night_share']:.3f};",
-            f"'daylight' and 'bright' at {tr['noon']}: {tr['day_share']:.3f}.",
+            f"'daylight' and 'bright' at {tr['noon']}: {tr['day_share']:.3f} (one of the pair on top: "
+            f"{tr['night_top1_share']:.3f} at midnight, {tr['day_top1_share']:.3f} at noon).",
         ]
     return lines
 
@@ -100,19 +101,21 @@ def _climate_section(metrics: dict) -> list[str]:
         lines.append(f"| {label} | {get(c):.3f} |" + (f" {get(bc):.3f} |" if bc else ""))
     tr = metrics.get("tropics")
     if tr:
-        bt = {(t["prompt"], t["when"]): t["ratio"] for t in base.get("tropics", [])}
+        bt = {(t["prompt"], t["when"]): t for t in base.get("tropics", [])}
         lines += [
             "",
             "### Tropics: no line at 23.44 N/S",
             "World maps at 0.5 deg; mean absolute change between adjacent rows across the tropics over the",
-            "median row-to-row change at other latitudes (poleward of 80 deg excluded). At most 2 is the goal.",
+            "median row-to-row change at other latitudes (poleward of 80 deg excluded), per cell and of the",
+            "row means (a line along the tropic moves the whole row). At most 2 is the goal.",
             "",
-            "| prompt | when | ratio" + (f" | {base['model']} |" if bt else " |"),
-            "|---|---|---|" + ("---|" if bt else ""),
+            "| prompt | when | cells | row means" + (f" | {base['model']} cells | row means |" if bt else " |"),
+            "|---|---|---|---|" + ("---|---|" if bt else ""),
         ]
         for t in tr:
             old = bt.get((t["prompt"], t["when"]))
-            lines.append(f"| {t['prompt']} | {t['when']} | {t['ratio']:.2f} |" + (f" {old:.2f} |" if old is not None else ""))
+            extra = f" {old['ratio']:.2f} | {old.get('row_mean_ratio', float('nan')):.2f} |" if old else ""
+            lines.append(f"| {t['prompt']} | {t['when']} | {t['ratio']:.2f} | {t['row_mean_ratio']:.2f} |" + extra)
     return lines
 
 
