@@ -21,6 +21,10 @@ def evaluate_atlas_command(
         bool,
         typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Another model (e.g. the previous weights) whose climate measures go beside."),
+    ] = None,
 ) -> None:
     """The atlas on the spatial hold-out: retrieval, zero-shot land-cover AUC, time response."""
     from omnimap.core.fileio import write_json_atomic
@@ -28,7 +32,7 @@ def evaluate_atlas_command(
     from omnimap.eval.card import write_card
     from omnimap.models.checkpoint import load_checkpoint
 
-    metrics = evaluate_atlas(model, samples=samples)
+    metrics = evaluate_atlas(model, samples=samples, baseline=baseline)
     write_json_atomic(out, metrics)
     typer.echo(format_report(metrics))
     typer.echo(f"written {out}")

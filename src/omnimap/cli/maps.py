@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from omnimap.cli.classes import ClassesOpt, class_map_command
 from omnimap.cli.options import BBoxOpt, FieldOpt, ModelOpt, RegionOpt, ResolutionOpt, WhenOpt
 from omnimap.core.errors import InputError
 
@@ -19,7 +20,7 @@ def default_out(prompt: str) -> Path:
 
 
 def map_command(
-    prompt: Annotated[str, typer.Argument(help="What to map, in words.")],
+    prompt: Annotated[str | None, typer.Argument(help="What to map, in words.")] = None,
     bbox: BBoxOpt = None,
     region: RegionOpt = None,
     resolution: ResolutionOpt = None,
@@ -30,10 +31,16 @@ def map_command(
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Peaks written to the GeoJSON.")] = 10,
     field: FieldOpt = None,
+    classes: ClassesOpt = None,
 ) -> None:
-    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json."""
+    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
+    With --classes instead of a prompt: P(class) bands, the most likely class, a PNG."""
     from omnimap.api import zero_shot_map
 
+    if (prompt is None) == (classes is None):
+        raise InputError("give exactly one of PROMPT or --classes")
+    if classes is not None:
+        return class_map_command(classes, bbox, region, resolution, when, out, model, field)
     out = out or default_out(prompt)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
