@@ -34,12 +34,16 @@ from omnimap.maps.engine import MapEngine, clean_prompt
 from omnimap.maps.result import MapResult
 from omnimap.maps.search import SearchResult, search_cells, search_samples
 from omnimap.maps.search import write_contact_sheet as write_search_sheet
+from omnimap.maps.where import build_gallery, locate
+from omnimap.maps.where import verify_timestamp as verify
+from omnimap.maps.where import when_posterior as when
 from omnimap.models.checkpoint import builtin_models, read_config
 from omnimap.teachers.registry import list_teachers
 
 __all__ = ["BuildReport", "ClassMapResult", "MapEngine", "MapResult", "SearchResult", "build_field", "captions", "class_map",
            "get_engine", "list_models", "search", "search_pairs", "write_contact_sheet",
            "zero_shot_map"]  # fmt: skip
+__all__ += ["build_gallery", "locate", "verify", "when"]  # where and when (maps/where.py)
 
 
 @cache
