@@ -41,6 +41,7 @@ from omnimap.datasets.soundscape import (
 )
 from omnimap.eval.atlas import roc_auc
 from omnimap.eval.retrieval import both_directions
+from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import LocalTime
 from omnimap.maps.scoring import cosine_scores
@@ -220,7 +221,7 @@ def _seasons(embedder: Embedder, teacher: SoundscapeTeacher, meta: BirdNetMeta,
              layers: GroundLayers, candidates: np.ndarray) -> dict:  # fmt: skip
     """Migrants of the north: range = land cells above 20N with p >= 0.1 at week 30;
     the 20 whose meta-model mean over it rises most from week 6 (at least 5x)."""
-    lon, lat = LatLonGrid.from_bbox((-180, 20, 180, 80), SEASON_GRID_DEG).centers()
+    lon, lat = LatLonGrid.from_bbox(BBox(-180, 20, 180, 80), SEASON_GRID_DEG).centers()
     land = layers.surface_at(lon, lat) != OCEAN
     lon, lat = lon[land], lat[land]
     summer = meta.occurrence(lon, lat, SUMMER_WEEK)
