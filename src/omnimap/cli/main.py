@@ -17,6 +17,7 @@ from omnimap.cli.locate import gallery_app, locate_command, verify_command, when
 from omnimap.cli.maps import captions_command, map_command, models_command, search_command
 from omnimap.cli.pairs import pairs_app
 from omnimap.cli.serve import serve_command
+from omnimap.cli.sound import listen_command, species_command
 from omnimap.cli.train import train_app
 from omnimap.core.errors import OmnimapError
 
@@ -27,6 +28,8 @@ app.command("search")(search_command)
 app.command("captions")(captions_command)
 app.command("models")(models_command)
 app.command("serve")(serve_command)
+app.command("species")(species_command)
+app.command("listen")(listen_command)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(field_app, name="field")
