@@ -1,4 +1,5 @@
-"""``omnimap evaluate``: the atlas on its spatial hold-out; cross-view retrieval."""
+"""``omnimap evaluate``: the atlas on its spatial hold-out; cross-view retrieval; the
+soundscape model against the BirdNET meta model."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def evaluate_atlas_command(
         bool,
         typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Another model (e.g. the previous weights) whose climate measures go beside."),
+    ] = None,
 ) -> None:
     """The atlas on the spatial hold-out: retrieval, zero-shot land-cover AUC, time response."""
     from omnimap.core.fileio import write_json_atomic
@@ -28,7 +33,7 @@ def evaluate_atlas_command(
     from omnimap.eval.card import write_card
     from omnimap.models.checkpoint import load_checkpoint
 
-    metrics = evaluate_atlas(model, samples=samples)
+    metrics = evaluate_atlas(model, samples=samples, baseline=baseline)
     write_json_atomic(out, metrics)
     typer.echo(format_report(metrics))
     typer.echo(f"written {out}")
@@ -110,3 +115,37 @@ def evaluate_fusion_command(
     metrics = evaluate_fusion(model, out=out)
     typer.echo(format_fusion(metrics))
     typer.echo(f"written {out}")
+
+
+@evaluate_app.command("soundscape")
+def evaluate_soundscape_command(
+    model: Annotated[
+        str, typer.Option(help="A soundscape model: name or directory.")
+    ] = "soundscape",
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("soundscape-metrics.json"),
+    samples: Annotated[
+        int, typer.Option(help="Held-out samples (places x held-out weeks).")
+    ] = 2_000,
+    card: Annotated[
+        bool,
+        typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
+    ] = False,
+) -> None:
+    """Species (seen, zero-shot, seasons), sound retrieval and text queries on the hold-out,
+    against the BirdNET meta model (a pseudo-truth)."""
+    from omnimap.core.fileio import write_json_atomic, write_text_atomic
+    from omnimap.eval.soundscape import evaluate_soundscape, format_report, render_card
+    from omnimap.models.checkpoint import load_checkpoint
+
+    if samples < 100:
+        raise InputError("--samples must be at least 100")
+    metrics = evaluate_soundscape(model, samples=samples)
+    write_json_atomic(out, metrics)
+    typer.echo(format_report(metrics))
+    typer.echo(f"written {out}")
+    if card:
+        loaded = load_checkpoint(model)
+        write_json_atomic(loaded.path / "metrics.json", metrics)
+        card_path = loaded.path / "MODEL_CARD.md"
+        write_text_atomic(card_path, render_card(loaded.config, metrics))
+        typer.echo(f"written {card_path}")
