@@ -252,7 +252,9 @@ def test_fusion_keeps_cells_without_observations_and_leans_on_near_ones(engine, 
     lon = np.array([2.35, 2.40, 120.0])  # at, near, far from the Paris observation
     lat = np.array([48.85, 48.90, -30.0])
     cells = engine.embedder.fused(lon, lat, None, "no_time")
-    blended, alpha = fuse(cells, lon, lat, g)
+    from omnimap.maps.fusion import predicted_at
+
+    blended, alpha = fuse(cells, lon, lat, g, predicted_at(engine, g, None))
     np.testing.assert_allclose(blended[2].astype(np.float32), cells[2], atol=1e-3)
     assert alpha[2] == 0 and alpha[0] > alpha[1] > 0
     obs = g.embeddings[2].astype(np.float32)
