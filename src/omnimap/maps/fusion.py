@@ -33,7 +33,7 @@ BANDWIDTH_KM = 30.0
 RADIUS_BANDWIDTHS = 3.0  # neighbours farther than this many bandwidths are ignored
 NEIGHBOURS = 16
 TAU = 0.1
-KAPPA = 0.5
+KAPPA = 3.0  # 0.5 gained more at 10% observed (+0.022) but lost 0.028 at 1% (docs)
 BLOCK = 131_072
 
 
