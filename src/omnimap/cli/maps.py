@@ -11,6 +11,7 @@ import typer
 
 from omnimap.cli.options import BBoxOpt, FieldOpt, ModelOpt, RegionOpt, ResolutionOpt, WhenOpt
 from omnimap.core.errors import InputError
+from omnimap.core.fileio import check_output_file
 
 
 def default_out(prompt: str) -> Path:
@@ -39,6 +40,7 @@ def map_command(
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
+    check_output_file(out)
     result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution, when=when,
                            model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
@@ -88,6 +90,9 @@ def search_command(
     that best match a prompt."""
     from omnimap import api
 
+    for path, what in ((geojson, "--geojson"), (sheet, "--sheet")):
+        if path is not None:
+            check_output_file(path, what)
     if pairs is not None:
         if field is not None or bbox is not None or region is not None:
             raise InputError("--pairs searches its own samples: leave out --field/--bbox/--region")
