@@ -181,7 +181,7 @@ class CachedTeacher(Teacher):
     def _embed(self, modality: str, items: Sequence, progress: bool) -> np.ndarray:
         keys = (
             text_keys([str(t) for t in items])
-            if modality in ("text", "species")
+            if modality in ("text", "species", "taxon")
             else item_keys(item_digests(modality, items))
         )
         store = self.store(modality)
