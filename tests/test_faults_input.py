@@ -1,5 +1,9 @@
 """Inputs a user meets: each bad one is one line and exit code 2, before any work."""
 
+import os
+import subprocess
+import sys
+
 from faults import run_cli
 
 
@@ -19,3 +23,15 @@ def test_train_samples_below_the_queue_is_one_line(tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "samples 2000 must be at least queue_size 8192" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_no_weight_loading_bar_on_a_new_prompt(tiny_teacher_dir):
+    code = (
+        "import sys; from omnimap.teachers.text import TextTeacher; "
+        f"print(TextTeacher({str(tiny_teacher_dir)!r}).embed('text', ['snow']).shape)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "(1, 16)" in proc.stdout and "Loading weights" not in proc.stderr, proc.stderr
