@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from faults import run_cli
 
 
@@ -35,3 +38,28 @@ def test_no_weight_loading_bar_on_a_new_prompt(tiny_teacher_dir):
                           timeout=120, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "(1, 16)" in proc.stdout and "Loading weights" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "prompt", ["雪に覆われた山", "눈 덮인 산", "snow ❄️ and 🏔 peaks", "Zürich — Ελλάδα"]
+)
+def test_any_script_renders_in_the_title_without_glyph_warnings(prompt, tmp_path):
+    import warnings
+
+    from omnimap.geo.bbox import BBox
+    from omnimap.geo.grid import LatLonGrid
+    from omnimap.maps.render import MISSING_GLYPH, drawable_text
+    from omnimap.maps.result import MapResult
+
+    grid = LatLonGrid.from_bbox(BBox(0, 40, 10, 50), 1.0)
+    result = MapResult(np.random.default_rng(0).random(grid.shape), grid, prompt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would raise
+        result.write_png(tmp_path / "m.png")
+    text, families = drawable_text(prompt)
+    assert len(text) == len(prompt) and families
+    # Letters a font here draws are kept; the rest are marked, never dropped.
+    kept = [a == b for a, b in zip(text, prompt, strict=True)]
+    assert all(k or t == MISSING_GLYPH for k, t in zip(kept, text, strict=True))
+    if prompt.startswith("Zürich"):
+        assert text == prompt
