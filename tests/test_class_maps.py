@@ -117,8 +117,8 @@ def test_cli_writes_bands_categories_and_png(model_dir, tmp_path):
         (["--classes", "EMPTY"], "holds no classes"),
         (["--classes", "DUPES"], "twice"),
         (["--classes", "BIG"], "at most 256"),
-        (["sea", "--classes", "igbp"], "exactly one of PROMPT or --classes"),
-        ([], "exactly one of PROMPT or --classes"),
+        (["sea", "--classes", "igbp"], "exactly one of PROMPT, --classes or --audio"),
+        ([], "exactly one of PROMPT, --classes or --audio"),
     ],
 )
 def test_cli_bad_class_sets_exit_2_and_write_nothing(model_dir, tmp_path, args, fragment):

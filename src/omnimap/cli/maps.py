@@ -32,22 +32,30 @@ def map_command(
     top_k: Annotated[int, typer.Option("--top-k", help="Peaks written to the GeoJSON.")] = 10,
     field: FieldOpt = None,
     classes: ClassesOpt = None,
+    audio: Annotated[
+        Path | None, typer.Option(help="Map an audio clip instead of a prompt (soundscape model).")
+    ] = None,
 ) -> None:
     """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
-    With --classes instead of a prompt: P(class) bands, the most likely class, a PNG."""
+    With --classes instead of a prompt: P(class) bands, the most likely class, a PNG;
+    with --audio: where that sound could be heard (a soundscape model)."""
     from omnimap.api import zero_shot_map
+    from omnimap.cli.sound import map_audio
 
-    if (prompt is None) == (classes is None):
-        raise InputError("give exactly one of PROMPT or --classes")
+    if sum(x is not None for x in (prompt, classes, audio)) != 1:
+        raise InputError("give exactly one of PROMPT, --classes or --audio CLIP")
     if classes is not None:
         return class_map_command(classes, bbox, region, resolution, when, out, model, field)
-    out = out or default_out(prompt)
+    out = out or default_out(prompt or audio.stem)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
-    result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution, when=when,
-                           model=model, field=field)  # fmt: skip
+    if audio is not None:
+        result = map_audio(audio, bbox, region, resolution, when, model)
+    else:
+        result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution,
+                               when=when, model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
     g = result.grid
     typer.echo(f"{result.title}: {g.nrows} x {g.ncols} cells at {g.resolution:g} deg")
