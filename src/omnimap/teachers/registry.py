@@ -73,8 +73,11 @@ def _birdnet(name: str) -> Teacher:
 
 
 def _soundscape(name: str) -> Teacher:
-    # Its parts come cached: the taxon phrases and captions are embedded once, ever.
-    return SoundscapeTeacher(name, BirdNetTeacher(), get_teacher("minilm"))
+    """The built-in "soundscape" space over MiniLM; any other name is the text teacher
+    (a hub name or local directory) of the two text blocks."""
+    # The text teacher comes cached: taxon phrases and captions are embedded once, ever.
+    text = get_teacher("minilm" if name == "soundscape" else name, "text")
+    return SoundscapeTeacher(name, BirdNetTeacher(), text)
 
 
 KINDS: dict[str, Callable[[str], Teacher]] = {
