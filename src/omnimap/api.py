@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -19,19 +20,30 @@ from omnimap.fields.store import Field
 from omnimap.fields.window import window_for
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid, max_cells
-from omnimap.geo.place import default_resolution, parse_when, resolve_place
-from omnimap.geo.timefeat import When, local_times, metadata_features
+from omnimap.geo.place import default_resolution, parse_when, resolve_area, resolve_place
+from omnimap.geo.timefeat import When, local_times
 from omnimap.maps.captions import rank_captions
+from omnimap.maps.classes import (
+    ClassMapResult,
+    check_classes,
+    class_probabilities,
+    read_class_set,
+    temperature_of,
+)  # fmt: skip
 from omnimap.maps.engine import MapEngine, clean_prompt
 from omnimap.maps.result import MapResult
 from omnimap.maps.search import SearchResult, search_cells, search_samples
 from omnimap.maps.search import write_contact_sheet as write_search_sheet
+from omnimap.maps.where import build_gallery, locate
+from omnimap.maps.where import verify_timestamp as verify
+from omnimap.maps.where import when_posterior as when
 from omnimap.models.checkpoint import builtin_models, read_config
 from omnimap.teachers.registry import list_teachers
 
-__all__ = ["BuildReport", "MapEngine", "MapResult", "SearchResult", "build_field", "captions",
+__all__ = ["BuildReport", "ClassMapResult", "MapEngine", "MapResult", "SearchResult", "build_field", "captions", "class_map",
            "get_engine", "list_models", "search", "search_pairs", "write_contact_sheet",
            "zero_shot_map"]  # fmt: skip
+__all__ += ["build_gallery", "locate", "verify", "when"]  # where and when (maps/where.py)
 
 
 @cache
@@ -52,16 +64,19 @@ def _engine(model: str | None, field: str | Path | Field | None) -> MapEngine:
 def map_grid(
     engine: MapEngine, bbox: BBox | str | tuple | None, region: str | None,
     resolution: float | None,
-) -> tuple[LatLonGrid, str]:  # fmt: skip
-    """The grid and place label of a map: a bbox or region (neither: the world, or
-    the whole field), at ``resolution`` (default: about a megapixel, or the field's)."""
+) -> tuple[LatLonGrid, str, np.ndarray | None]:  # fmt: skip
+    """The grid, place label and mask of a map: a bbox or region (neither: the world,
+    or the whole field), at ``resolution`` (default: about a megapixel, or the
+    field's). The mask marks the cells inside a country or continent (None: all)."""
     field = engine.field
+    area = None
     if field is not None and bbox is None and region is None:
         grid, label = field.grid, "field extent"
         if resolution is not None:
             grid = _whole_blocks(field.grid, resolution)
     else:
-        box, label = resolve_place(bbox, region)
+        area = resolve_area(bbox, region)
+        box, label = area.bbox, area.name
         if resolution is None:
             resolution = field.grid.resolution if field is not None else default_resolution(box)
         grid = LatLonGrid.from_bbox(box, resolution, check_size=False)
@@ -74,7 +89,7 @@ def map_grid(
             f"grid of {grid.nrows} x {grid.ncols} = {grid.size:,} cells is more than a map may "
             f"have ({max_cells():,}); use a coarser --resolution or a smaller region"
         )
-    return grid, label
+    return grid, label, area.mask(grid) if area is not None else None
 
 
 def _whole_blocks(fine: LatLonGrid, resolution: float) -> LatLonGrid:
@@ -111,10 +126,37 @@ def zero_shot_map(
         box, _ = resolve_place(bbox, region)  # bad places fail before the model loads
         LatLonGrid.from_bbox(box, resolution or default_resolution(box))
     engine = _engine(model, field)
-    grid, label = map_grid(engine, bbox, region, resolution)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
     scores = engine.score(prompt, grid, moment)
+    if inside is not None:
+        scores[~inside] = np.nan  # outside the country or continent: nodata
     return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,
                      model=engine.name)  # fmt: skip
+
+
+def class_map(
+    classes: str | Path | Sequence[str], bbox: BBox | str | tuple | None = None,
+    region: str | None = None, resolution: float | None = None, when: str | When | None = None,
+    model: str | None = None, field: str | Path | None = None,
+) -> ClassMapResult:  # fmt: skip
+    """P(class | place, time) for a set of classes: a built-in set name ("transient",
+    "scenes", "igbp"), a text file of one class per line, or a list of class names.
+    ``result.write("x.tif")`` writes the probabilities, the most likely class and a PNG."""
+    if isinstance(classes, str | Path):
+        class_set = read_class_set(classes)  # bad sets fail before the model loads
+    else:
+        class_set = check_classes(list(classes), "classes", "class list")
+    moment = parse_when(when)
+    if field is None:
+        box, _ = resolve_place(bbox, region)
+        LatLonGrid.from_bbox(box, resolution or default_resolution(box))
+    engine = _engine(model, field)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
+    probabilities = class_probabilities(engine, class_set, grid, moment)
+    if inside is not None:
+        probabilities[:, ~inside] = np.nan  # outside the country or continent: nodata
+    return ClassMapResult(probabilities=probabilities, grid=grid, classes=class_set, when=moment,
+                          place=label, model=engine.name, temperature=temperature_of(engine))  # fmt: skip
 
 
 def search(
@@ -131,8 +173,12 @@ def search(
         engine.field is not None and bbox is None and region is None and resolution is None
     )
     # A search streams, so a whole field may be larger than a map may be.
-    grid = engine.field.grid if whole_field else map_grid(engine, bbox, region, resolution)[0]
-    return search_cells(engine, prompt, grid, when=moment, k=k, method=method, nprobe=nprobe)
+    if whole_field:
+        grid, inside = engine.field.grid, None
+    else:
+        grid, _, inside = map_grid(engine, bbox, region, resolution)
+    return search_cells(engine, prompt, grid, when=moment, k=k, method=method, nprobe=nprobe,
+                        mask=inside)  # fmt: skip
 
 
 def captions(
@@ -154,7 +200,7 @@ def search_pairs(
     moment = parse_when(when)
     engine = get_engine(model)
     data = open_pairs(pairs)
-    meta = data.meta if moment is None else metadata_features(
+    meta = data.meta if moment is None else engine.embedder.metadata(
         data.lon, data.lat, local_times(moment, data.lon))  # fmt: skip
     patches = data.patches(np.arange(len(data)))
     vectors = engine.embedder.samples(patches, meta)

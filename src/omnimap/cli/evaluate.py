@@ -22,6 +22,10 @@ def evaluate_atlas_command(
         bool,
         typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Another model (e.g. the previous weights) whose climate measures go beside."),
+    ] = None,
 ) -> None:
     """The atlas on the spatial hold-out: retrieval, zero-shot land-cover AUC, time response."""
     from omnimap.core.fileio import write_json_atomic
@@ -29,7 +33,7 @@ def evaluate_atlas_command(
     from omnimap.eval.card import write_card
     from omnimap.models.checkpoint import load_checkpoint
 
-    metrics = evaluate_atlas(model, samples=samples)
+    metrics = evaluate_atlas(model, samples=samples, baseline=baseline)
     write_json_atomic(out, metrics)
     typer.echo(format_report(metrics))
     typer.echo(f"written {out}")
@@ -68,6 +72,35 @@ def evaluate_retrieval_command(
                                  baseline=baseline)  # fmt: skip
     write_json_atomic(out, metrics)
     typer.echo(format_table(metrics))
+    typer.echo(f"written {out}")
+
+
+@evaluate_app.command("geolocation")
+def evaluate_geolocation_command(
+    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    samples: Annotated[int, typer.Option(help="Held-out query descriptions.")] = 10_000,
+    gallery: Annotated[Path | None, typer.Option(help="A gallery for knn/geoclip (default: built from atlas samples outside the hold-out).")] = None,
+    gallery_samples: Annotated[int, typer.Option(help="Atlas samples in the default gallery.")] = 30_000,
+    resolution: Annotated[float, typer.Option(help="World grid of the field method, degrees.")] = 0.5,
+    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,geoclip.")] = "field,knn,geoclip",
+    time_queries: Annotated[int, typer.Option(help="Queries for the time evaluation.")] = 2000,
+    save_calibration: Annotated[bool, typer.Option(help="Write the fitted temperatures (locate.json) beside the model.")] = False,
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geolocation-metrics.json"),
+) -> None:
+    """Where and when on the atlas hold-out: % within 1/25/200/750/2500 km per method and
+    baselines, hour/month accuracy and timestamp verification AUC."""
+    from omnimap.eval.geolocation import evaluate_geolocation, format_report
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = set(chosen) - {"field", "knn", "geoclip"}
+    if unknown or not chosen:
+        raise InputError(f"--methods must name field, knn or geoclip, got {methods!r}")
+    if samples < 1 or time_queries < 1:
+        raise InputError("--samples and --time-queries must be at least 1")
+    metrics = evaluate_geolocation(model, samples=samples, gallery=gallery, gallery_samples=gallery_samples,
+                                   resolution=resolution, methods=chosen, time_queries=time_queries,
+                                   out=out, save_calibration=save_calibration)  # fmt: skip
+    typer.echo(format_report(metrics))
     typer.echo(f"written {out}")
 
 

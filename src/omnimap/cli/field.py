@@ -45,3 +45,6 @@ def build_command(
         f"in {r.seconds:.1f} s, {r.cells_per_s:,.0f} cells/s"
         + (f"; {r.chunks_skipped} were already built" if r.chunks_skipped else "")
     )
+    if r.repaired:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(r.repaired.items()))
+        typer.echo(f"repaired {sum(r.repaired.values())} damaged chunks ({kinds})")

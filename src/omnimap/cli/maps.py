@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from omnimap.cli.classes import ClassesOpt, class_map_command
 from omnimap.cli.options import BBoxOpt, FieldOpt, ModelOpt, RegionOpt, ResolutionOpt, WhenOpt
 from omnimap.core.errors import InputError
 
@@ -30,16 +31,21 @@ def map_command(
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Peaks written to the GeoJSON.")] = 10,
     field: FieldOpt = None,
+    classes: ClassesOpt = None,
     audio: Annotated[
         Path | None, typer.Option(help="Map an audio clip instead of a prompt (soundscape model).")
     ] = None,
 ) -> None:
-    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json."""
+    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
+    With --classes instead of a prompt: P(class) bands, the most likely class, a PNG;
+    with --audio: where that sound could be heard (a soundscape model)."""
     from omnimap.api import zero_shot_map
     from omnimap.cli.sound import map_audio
 
-    if (prompt is None) == (audio is None):
-        raise InputError("give a prompt or --audio CLIP (one of them)")
+    if sum(x is not None for x in (prompt, classes, audio)) != 1:
+        raise InputError("give exactly one of PROMPT, --classes or --audio CLIP")
+    if classes is not None:
+        return class_map_command(classes, bbox, region, resolution, when, out, model, field)
     out = out or default_out(prompt or audio.stem)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")

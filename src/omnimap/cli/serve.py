@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Annotated
 
 import typer
@@ -50,14 +51,35 @@ def serve_command(
 
     if not host.strip():
         raise InputError("--host is empty")
-    app = create_app(model, field=field, basemap_url=basemap_url, tile_cache_mb=tile_cache_mb)
     if not _is_loopback(host):
         typer.echo(
             f"warning: binding {host} makes the server reachable from other machines; "
             "it has no authentication",
             err=True,
         )
+    # Bound first: a busy port is one line and exit 2, before any model loads.
+    sock = bind(host, port)
+    try:
+        app = create_app(model, field=field, basemap_url=basemap_url, tile_cache_mb=tile_cache_mb)
+    except BaseException:
+        sock.close()
+        raise
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"omnimap: serving {app.state.service.scorer.name} on http://{shown}:{port}/")
     # One process: the model and every cache live in it (workers would each load them).
-    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=256)
+    config = uvicorn.Config(app, log_level="warning", limit_concurrency=256)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; InputError when it cannot be had."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock

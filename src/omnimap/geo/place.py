@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from omnimap.core.errors import InputError
 from omnimap.geo.bbox import BBox
+from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.regions import Region, resolve_region
 from omnimap.geo.timefeat import When
 
@@ -47,6 +50,17 @@ def resolve_area(bbox: BBox | str | tuple | None = None, region: str | None = No
         return Region("World", "world", BBox.world())
     box = parse_bbox(bbox)
     return Region(str(box), "bbox", box)
+
+
+def area_mask(area: Region, grid: LatLonGrid) -> np.ndarray | None:
+    """(nrows, ncols) bool of the cells of any grid (a tile's, say) inside an area: a
+    shape's polygons, else its box by cell centre; None for the world (all cells)."""
+    if area.kind == "world":
+        return None
+    if area.shape is not None:
+        return area.mask(grid)
+    lon, lat = np.meshgrid(grid.lons(), grid.lats())
+    return area.bbox.contains(lon, lat)
 
 
 def resolve_place(

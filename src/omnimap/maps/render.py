@@ -90,6 +90,42 @@ def render_map(result: MapResult):
     return figure
 
 
+LEGEND_MAX = 40  # classes listed beside a class map (the most common first)
+
+
+def render_classes(index: np.ndarray, grid, names: list[str], rgb: np.ndarray, title: str):
+    """A categorical map (``index``: class per cell, -1 nodata) with a legend of the
+    classes present, most common first."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    west, south, east, north = grid.bounds
+    aspect = 1.0 / max(math.cos(math.radians((south + north) / 2.0)), 0.25)
+    ratio = (north - south) * aspect / (east - west)
+    height_in = float(np.clip(FIG_WIDTH_IN * 0.8 * ratio + 1.6, 4.0, 14.0))
+    figure = Figure(figsize=(FIG_WIDTH_IN + 3.0, height_in), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    ax.set_facecolor("#bdbdbd")  # nodata shows as grey
+    cmap = ListedColormap(rgb / 255.0)
+    ax.imshow(np.ma.masked_less(index, 0), cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5,
+              extent=(west, east, south, north), origin="upper", interpolation="nearest")  # fmt: skip
+    ax.set_aspect(aspect)
+    _draw_coastlines(ax, grid.bounds)
+    _format_axes(ax, grid.bounds)
+    ax.set_title(title.replace("$", r"\$"), fontsize=13)
+    counts = np.bincount(index[index >= 0], minlength=len(names))
+    present = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0][:LEGEND_MAX]
+    total = max(int(counts.sum()), 1)
+    handles = [Patch(color=rgb[i] / 255.0, label=f"{names[i]} ({counts[i] / total:.0%})".replace("$", r"\$"))
+               for i in present]  # fmt: skip
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              frameon=False, title="most likely class")  # fmt: skip
+    return figure
+
+
 def _draw_coastlines(ax, bounds: tuple[float, float, float, float]) -> None:
     from matplotlib import patheffects
     from matplotlib.collections import LineCollection

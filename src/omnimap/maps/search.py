@@ -80,24 +80,48 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 
 
 def exact_top_k(
-    engine: MapEngine, q: np.ndarray, grid: LatLonGrid, when: When | None, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(cell ids, scores) of the k best cells: a running top-k over streamed pieces."""
+    engine: MapEngine, q: np.ndarray, grid: LatLonGrid, when: When | None, k: int,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(cell ids, scores) of the k best cells (of those ``mask`` marks): a running
+    top-k over streamed pieces."""
     ids, scores = np.empty(0, np.int64), np.empty(0, np.float32)
     for rows, cols, _piece, fused in engine.fused_pieces(grid, when):
         r, c = np.mgrid[rows, cols]
         cell_scores = cosine_scores(fused, q[None])[0]
         valid = np.isfinite(cell_scores)  # cells without imagery are nodata
+        if mask is not None:
+            valid &= mask[rows, cols].ravel()
         ids, scores = top_k(np.concatenate([ids, (r * grid.ncols + c).ravel()[valid]]),
                             np.concatenate([scores, cell_scores[valid]]), k)  # fmt: skip
     return ids, scores
 
 
+def masked_index_top_k(
+    engine: MapEngine, q: np.ndarray, grid: LatLonGrid, when: When | None, k: int,
+    method: str, nprobe: int | None, mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The index's k best cells of those ``mask`` marks: the index covers the whole
+    grid, so ask it for more until k of them lie inside (or it has no more)."""
+    if mask is None:
+        return index_top_k(engine, q, grid, when, k, method, nprobe)
+    inside = mask.ravel()
+    wanted = min(grid.size, 4 * k)
+    while True:
+        ids, scores = index_top_k(engine, q, grid, when, wanted, method, nprobe)
+        keep = inside[ids]
+        if keep.sum() >= k or wanted >= grid.size or len(ids) < wanted:
+            return ids[keep][:k], scores[keep][:k]
+        wanted = min(grid.size, 4 * wanted)
+
+
 def search_cells(
     engine: MapEngine, query: str, grid: LatLonGrid | None = None, *, when: When | None = None,
     k: int = 20, method: str = "exact", nprobe: int | None = None,
+    mask: np.ndarray | None = None,
 ) -> SearchResult:  # fmt: skip
-    """The ``k`` best cells of ``grid`` (default: the engine's whole field)."""
+    """The ``k`` best cells of ``grid`` (default: the engine's whole field), of those
+    ``mask`` marks (a country's or continent's cells) when given."""
     if method not in METHODS:
         raise InputError(f"search method must be one of {', '.join(METHODS)}, got {method!r}")
     if k < 1:
@@ -111,9 +135,9 @@ def search_cells(
     k = min(k, grid.size)
     q = engine.embed_queries([query])[0]
     if method == "exact":
-        ids, scores = exact_top_k(engine, q, grid, when, k)
+        ids, scores = exact_top_k(engine, q, grid, when, k, mask)
     else:
-        ids, scores = index_top_k(engine, q, grid, when, k, method, nprobe)
+        ids, scores = masked_index_top_k(engine, q, grid, when, k, method, nprobe, mask)
     lons, lats = grid.lons(), grid.lats()
     hits = []
     for rank, (cell, score) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True), 1):

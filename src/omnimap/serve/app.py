@@ -17,15 +17,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnimap.core.errors import DataError, InputError
+from omnimap.maps.engine import MAX_QUERY_CHARS
 from omnimap.serve import params
 from omnimap.serve.assets import STATIC_DIR, load_assets, missing_page
 from omnimap.serve.coastlines import coastlines_geojson
-from omnimap.serve.service import EngineScorer, MapService, Scorer
+from omnimap.serve.service import Busy, EngineScorer, MapService, Scorer
 
 log = logging.getLogger(__name__)
 
-# A prompt of 500 four-byte characters is 6 kB percent-encoded.
-MAX_QUERY_BYTES = 8192
+# A prompt of 1,000 four-byte characters is 12 kB percent-encoded.
+MAX_QUERY_BYTES = 16384
 MAX_PATH_BYTES = 512
 
 
@@ -112,13 +113,22 @@ def create_app(
         log.error("data error: %s", exc)
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, exc: Busy) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
+
     @app.get("/", response_class=HTMLResponse)
     async def page() -> Response:
         index = assets.get("index.html")
         if index is None:
-            return HTMLResponse(missing_page(static_dir), status_code=503)
+            return HTMLResponse(missing_page(), status_code=503)
         headers = {"Content-Security-Policy": policy, "Cache-Control": "no-cache"}
         return Response(index.body, media_type=index.media_type, headers=headers)
+
+    @app.head("/", response_class=HTMLResponse)
+    async def page_head() -> Response:
+        return await page()
 
     @app.get("/static/{name}")
     async def static(name: str, request: Request) -> Response:
@@ -136,7 +146,7 @@ def create_app(
             "model": service.scorer.name,
             "basemap_url": basemap[0] if basemap else None,
             "max_zoom": params.MAX_ZOOM,
-            "max_prompt_chars": params.MAX_PROMPT_CHARS,
+            "max_prompt_chars": MAX_QUERY_CHARS,
         }
 
     @app.get("/health")
@@ -145,11 +155,13 @@ def create_app(
 
     @app.get("/tiles/{z}/{x}/{y}.png")
     async def tile(
-        z: str, x: str, y: str, request: Request, q: str | None = None, when: str | None = None
-    ) -> Response:
+        z: str, x: str, y: str, request: Request, q: str | None = None, when: str | None = None,
+        bbox: str | None = None, region: str | None = None,
+    ) -> Response:  # fmt: skip
         zoom, column, row = params.tile(z, x, y)
         prompt, moment = params.prompt(q), params.when(when)
-        key = service.tile_key(prompt, moment, zoom, column, row)
+        place = await run_in_threadpool(params.area, bbox, region)  # a shape loads once
+        key = service.tile_key(prompt, moment, zoom, column, row, place)
         # no-cache: browsers revalidate, and the ETag (request + model) answers
         # without rendering; a restarted server with another model never matches.
         headers = {"ETag": service.etag(key), "Cache-Control": "no-cache"}
@@ -157,18 +169,26 @@ def create_app(
             return Response(status_code=304, headers=headers)
         body = service.cached_tile(key)
         if body is None:
-            body = await run_in_threadpool(service.tile, prompt, moment, zoom, column, row)
+            body = await run_in_threadpool(service.tile, prompt, moment, zoom, column, row, place)
         return Response(body, media_type="image/png", headers=headers)
 
     @app.get("/legend")
-    async def legend(q: str | None = None, when: str | None = None) -> dict:
+    async def legend(
+        q: str | None = None, when: str | None = None, bbox: str | None = None,
+        region: str | None = None,
+    ) -> dict:  # fmt: skip
         prompt, moment = params.prompt(q), params.when(when)
-        return await run_in_threadpool(service.legend, prompt, moment)
+        place = await run_in_threadpool(params.area, bbox, region)
+        return await run_in_threadpool(service.legend, prompt, moment, place)
 
     @app.get("/search")
-    async def search(q: str | None = None, when: str | None = None, k: str | None = None):
+    async def search(
+        q: str | None = None, when: str | None = None, k: str | None = None,
+        bbox: str | None = None, region: str | None = None,
+    ):  # fmt: skip
         prompt, moment, top = params.prompt(q), params.when(when), params.top_k(k)
-        result = await run_in_threadpool(service.search, prompt, moment, top)
+        place = await run_in_threadpool(params.area, bbox, region)
+        result = await run_in_threadpool(service.search, prompt, moment, top, place)
         return JSONResponse(result, media_type="application/geo+json")
 
     @app.get("/map.tif")
@@ -180,7 +200,8 @@ def create_app(
         resolution: str | None = None,
     ) -> Response:
         prompt, moment = params.prompt(q), params.when(when)
-        grid, place = params.tif_grid(bbox, region, resolution, service.scorer.lattice)
+        place = await run_in_threadpool(params.area, bbox, region)
+        grid = params.tif_grid(place, resolution, service.scorer.lattice)
         body = await run_in_threadpool(service.geotiff, prompt, moment, grid, place)
         disposition = f'attachment; filename="omnimap-{_slug(prompt)}.tif"'
         return Response(body, media_type="image/tiff", headers={"Content-Disposition": disposition})

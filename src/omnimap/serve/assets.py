@@ -6,7 +6,6 @@ names, so no path from a request ever reaches the file system.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,19 +43,20 @@ def load_assets(directory: Path = STATIC_DIR) -> dict[str, Asset]:
     return assets
 
 
-def missing_page(directory: Path) -> str:
-    """Shown at / when the page was not built: says how to build it."""
-    return f"""<!doctype html>
+def missing_page() -> str:
+    """Shown at / when the page was not built: says how to build it (and shows no
+    path of this machine)."""
+    return """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>omnimap: web page not built</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}}
-code{{background:#eee;padding:.1em .3em;border-radius:3px}}</style></head>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}
+code{background:#eee;padding:.1em .3em;border-radius:3px}</style></head>
 <body><h1>The web map is not built</h1>
-<p>The server is running, but its page assets are missing from
-<code>{html.escape(str(directory))}</code>.</p>
-<p>Build them with <code>make web</code> (runs <code>npm ci</code> and the build in
-<code>web/</code>), then restart <code>omnimap serve</code>.</p>
+<p>The server is running, but this installation of omnimap has no page assets.</p>
+<p>A wheel of omnimap carries them; in a clone, build them with <code>make web</code>
+(runs <code>npm ci</code> and the build in <code>web/</code>; <code>make install</code>
+and <code>make demo</code> do it too), then restart <code>omnimap serve</code>.</p>
 <p>The tile, legend, search and download endpoints work without the page:
-<code>/tiles/{{z}}/{{x}}/{{y}}.png?q=...</code>, <code>/legend?q=...</code>,
+<code>/tiles/{z}/{x}/{y}.png?q=...</code>, <code>/legend?q=...</code>,
 <code>/search?q=...</code>, <code>/map.tif?q=...</code>, <code>/health</code>.</p>
 </body></html>
 """

@@ -13,11 +13,12 @@ import re
 
 from omnimap.core.errors import InputError
 from omnimap.geo.grid import LatLonGrid
-from omnimap.geo.place import DEFAULT_TARGET_CELLS, default_resolution, resolve_place
+from omnimap.geo.place import DEFAULT_TARGET_CELLS, default_resolution, resolve_area
+from omnimap.geo.regions import Region
 from omnimap.geo.timefeat import When
+from omnimap.maps.engine import MAX_QUERY_CHARS
 
 MAX_ZOOM = 18  # a 0.05 deg cell is ~20 tiles wide at 18; deeper zooms show nothing new
-MAX_PROMPT_CHARS = 500
 MAX_TOP_K = 100
 # A /map.tif grid: as large as a default-resolution map of any box (the world at
 # 0.25 deg), a 4 MB download. Cold, it holds the model for about a minute with the
@@ -31,8 +32,8 @@ def prompt(text: str | None) -> str:
     text = (text or "").strip()
     if not text:
         raise InputError("q (the prompt) is empty; describe what to map, e.g. q=sand+dunes")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise InputError(f"q is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    if len(text) > MAX_QUERY_CHARS:  # the CLI's and the API's limit too
+        raise InputError(f"q is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}")
     if _CONTROL.search(text):
         raise InputError("q contains control characters")
     return text
@@ -66,15 +67,18 @@ def top_k(text: str | None) -> int:
     return 10 if text is None else integer("k", text, 1, MAX_TOP_K)
 
 
-def tif_grid(
-    bbox: str | None, region: str | None, resolution: str | None, lattice: float | None = None
-) -> tuple[LatLonGrid, str]:
-    """The grid of a /map.tif download and its place label (a bbox or a region, as on
-    the command line; neither: the world). On a field-backed server the resolution
-    is a whole multiple of the field's."""
+def area(bbox: str | None, region: str | None) -> Region:
+    """Where a request asks about: a bbox or a region, as on the command line (neither:
+    the world); a country or continent brings its shape."""
     if region is not None and len(region) > 200:
         raise InputError("region is too long")
-    box, label = resolve_place(bbox=bbox, region=region)
+    return resolve_area(bbox=bbox, region=region)
+
+
+def tif_grid(place: Region, resolution: str | None, lattice: float | None = None) -> LatLonGrid:
+    """The grid of a /map.tif download of a place. On a field-backed server the
+    resolution is a whole multiple of the field's."""
+    box = place.bbox
     if resolution is None:
         res = default_resolution(box)
     else:
@@ -92,7 +96,7 @@ def tif_grid(
             f"the map would have {grid.nrows} x {grid.ncols} = {grid.size:,} cells; the "
             f"server's limit is {MAX_TIF_CELLS:,}: use a coarser resolution or a smaller bbox"
         )
-    return grid, label
+    return grid
 
 
 def basemap_url(text: str) -> tuple[str, str]:
