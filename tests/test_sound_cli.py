@@ -146,7 +146,7 @@ def test_weeks_and_dates():
         (["species", "Hirundo rustica", "--out", "x.png"], ["--out must end in"]),
         (["listen", "--at", "200,10"], ["out of range"]),
         (["map", "--audio", "MISSING.wav"], ["MISSING.wav"]),
-        (["map"], ["give a prompt or --audio"]),
+        (["map"], ["give exactly one of"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
