@@ -173,6 +173,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
             "not a readable audio",
         ),
         (lambda p: sf.write(p, np.zeros(48_000, np.float32), 48_000), "silent"),
+        (
+            lambda p: sf.write(p, np.ones(2_000 * 601, np.int16), 2_000, subtype="PCM_16"),
+            "the limit is 600 s",
+        ),
     ],
 )
 def test_bad_audio_is_one_line_and_writes_nothing(make, fragment, sound_model_dir, tmp_path):
