@@ -99,7 +99,8 @@ def test_registry_builds_birdnet_and_soundscape_kinds():
 
 def _facts(**overrides):
     base = dict(surface=F.SURF_LAND, land_cover=10, second_cover=-1, terrain=F.FLAT, coast=F.INLAND,
-                settlement=F.RURAL, time_of_day=F.MIDDAY, season=F.SUMMER, snow=F.NO_SNOW, sea_ice=0)  # fmt: skip
+                settlement=F.RURAL, time_of_day=F.MIDDAY, season=F.SUMMER, snow=F.NO_SNOW, sea_ice=0,
+                altitude=F.LOWLAND, warmth=F.WARM, wetness=F.USUAL_RAIN)  # fmt: skip
     n = max(len(v) if isinstance(v, list) else 1 for v in overrides.values())
     cols = {k: np.array(overrides.get(k, base[k]), np.int8).repeat(1 if isinstance(overrides.get(k), list) else n)
             for k in base}  # fmt: skip

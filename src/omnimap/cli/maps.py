@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -36,11 +37,14 @@ def map_command(
     audio: Annotated[
         Path | None, typer.Option(help="Map an audio clip instead of a prompt (soundscape model).")
     ] = None,
+    observations: Annotated[
+        Path | None, typer.Option(help="A gallery: cells blend in the observations near them.")
+    ] = None,
 ) -> None:
     """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
     With --classes instead of a prompt: P(class) bands, the most likely class, a PNG;
     with --audio: where that sound could be heard (a soundscape model)."""
-    from omnimap.api import zero_shot_map
+    from omnimap.api import observed_map, zero_shot_map
     from omnimap.cli.sound import map_audio
 
     if sum(x is not None for x in (prompt, classes, audio)) != 1:
@@ -56,8 +60,9 @@ def map_command(
     if audio is not None:
         result = map_audio(audio, bbox, region, resolution, when, model)
     else:
-        result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution,
-                               when=when, model=model, field=field)  # fmt: skip
+        mapper = zero_shot_map if observations is None else partial(observed_map, observations=observations)
+        result = mapper(prompt, bbox=bbox, region=region, resolution=resolution,
+                        when=when, model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
     g = result.grid
     typer.echo(f"{result.title}: {g.nrows} x {g.ncols} cells at {g.resolution:g} deg")

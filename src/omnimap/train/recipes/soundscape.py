@@ -32,7 +32,7 @@ from omnimap.models.dynamic import dynamic_config
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
-from omnimap.teachers.soundscape import SoundscapeTeacher, compose
+from omnimap.teachers.soundscape import SoundscapeTeacher
 from omnimap.train.augment import PatchJitter
 from omnimap.train.batches import STATS_CHUNK, channel_statistics
 from omnimap.train.config import AtlasConfig
@@ -113,7 +113,9 @@ class SoundscapeRecipe(Recipe):
         log.info("%d distinct captions", len(self.data.texts))
         captions = main_first(world, lambda: self.teacher.text_vectors(self.data.texts))
         self.targets_all = torch.from_numpy(
-            compose(len(bio), biophony=bio, taxon=tax, caption=captions[self.data.caption_index])
+            self.teacher.compose(
+                len(bio), biophony=bio, taxon=tax, caption=captions[self.data.caption_index]
+            )
         )
         self.imagery = BlueMarbleNative(cfg.patch_size)
         self.patches = torch.from_numpy(
