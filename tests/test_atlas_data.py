@@ -8,7 +8,12 @@ from omnimap.datasets.atlas import facts as F
 from omnimap.datasets.atlas.dataset import build_set
 from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import HoldOut, choose_holdout
-from omnimap.eval.prompts import LAND_COVER_PROMPTS, content_words, words
+from omnimap.eval.prompts import (
+    EVAL_PROMPTS_WORD_DISJOINT,
+    LAND_COVER_PROMPTS,
+    content_words,
+    words,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,8 @@ def _training_vocabulary() -> set[str]:
 def test_evaluation_prompts_share_no_word_with_training_descriptions():
     vocab = _training_vocabulary()
     assert len(vocab) > 250
-    for prompt in LAND_COVER_PROMPTS:
+    assert {"sweltering heatwave", "torrential downpours"} <= set(EVAL_PROMPTS_WORD_DISJOINT)
+    for prompt in EVAL_PROMPTS_WORD_DISJOINT:
         for w in content_words(prompt):
             # same word, same 5-letter stem, or a longer word built on a short one
             clash = [
@@ -81,8 +87,51 @@ def test_time_facts_follow_the_sun_and_the_hemisphere():
     hour = np.array([12.0, 0.5, 12.0, 6.5, 12.0, 0.0])
     tod = F.time_of_day(lat, doy, hour)
     assert tod.tolist() == [F.MIDDAY, F.NIGHT, F.MIDDAY, F.SUNRISE, F.POLAR_NIGHT, F.MIDNIGHT_SUN]
-    season = F.season_of(lat, np.array([1, 7, 1, 3, 12, 6]))
-    assert season.tolist() == [F.WINTER, F.SUMMER, F.SUMMER, F.TROPICAL, F.WINTER, F.SUMMER]
+
+
+def _facts_at(layers, places, doy, hour):
+    lon = np.array([p[0] for p in places], float)
+    lat = np.array([p[1] for p in places], float)
+    n = len(lon)
+    return F.compute_facts(layers, lon, lat, np.full(n, 1), np.full(n, doy), np.full(n, hour))
+
+
+def test_seasons_follow_the_local_climate_not_the_hemisphere(layers):
+    # Paris, Melbourne, Singapore, the open North Atlantic, the sea off East Greenland
+    places = [(2.35, 48.86), (144.96, -37.81), (103.82, 1.35), (-30.0, 45.0), (-20.0, 70.0)]
+    jan, jul = _facts_at(layers, places, 15, 12.0), _facts_at(layers, places, 196, 12.0)
+    assert jan.season.tolist() == [F.WINTER, F.SUMMER, F.NO_SEASON, F.NO_SEASON, F.WINTER]
+    assert jul.season.tolist() == [F.SUMMER, F.WINTER, F.NO_SEASON, F.NO_SEASON, F.NO_SEASON]
+    # Seasons are not cut at 23.44 deg: the sub-tropical deserts on both sides have them.
+    desert = _facts_at(layers, [(10.0, 22.0), (10.0, 25.0)], 196, 12.0)
+    assert desert.season.tolist() == [F.SUMMER, F.SUMMER]
+
+
+def test_heat_rain_monsoon_and_altitude_from_the_climate(layers):
+    places = [(72.88, 19.08), (5.0, 25.0), (37.6, 55.75), (88.0, 32.0), (-62.0, -4.0)]
+    jan_night = _facts_at(layers, places, 15, 3.0)
+    jul_noon = _facts_at(layers, places, 196, 15.0)
+    mumbai, sahara, moscow, tibet, amazon = range(5)
+    assert jul_noon.wetness[mumbai] == F.MONSOON and jan_night.wetness[mumbai] == F.DRY_SEASON
+    assert jul_noon.warmth[sahara] == F.SCORCHING and jul_noon.wetness[sahara] == F.ARID
+    assert jan_night.warmth[moscow] in (F.FREEZING, F.BITTER) and jan_night.snow[moscow] == F.SEASONAL_SNOW
+    assert jul_noon.warmth[moscow] >= F.MILD and jul_noon.snow[moscow] == F.NO_SNOW
+    assert tibet_is_high(jul_noon.altitude[tibet]) and jul_noon.altitude[amazon] == F.LOWLAND
+    # The afternoon is warmer than the night at the same place and date.
+    assert (_facts_at(layers, places, 196, 3.0).warmth <= jul_noon.warmth).all()
+
+
+def tibet_is_high(code) -> bool:
+    return int(code) in (F.HIGH_ALTITUDE, F.EXTREME_ALTITUDE)
+
+
+def test_descriptions_say_what_a_person_notices(layers):
+    f = _facts_at(layers, [(72.88, 19.08), (5.0, 25.0), (88.0, 32.0)], 196, 15.0)
+    texts, index = D.describe(f, np.zeros(3, int))
+    mumbai, sahara, tibet = (texts[i].lower() for i in index)
+    assert "monsoon" in mumbai
+    assert any(w in sahara for w in ("scorching", "blistering", "fierce heat"))
+    assert any(w in tibet for w in ("thin", "altitude", "metres"))
 
 
 def test_seasonal_snow_in_continental_winter_not_in_summer(layers):
@@ -115,11 +164,12 @@ def test_descriptions_vary_and_identical_text_shares_an_id(layers):
 
 
 def test_describe_is_deterministic():
-    row = np.array([1, 12, -1, 0, 0, 3, 4, 2, 0, 0], dtype=np.int8)
+    row = np.array([1, 12, -1, 0, 0, 3, 4, 2, 0, 0, 0, F.HOT, F.RAINY], dtype=np.int8)
     names = list(F.Facts.__dataclass_fields__)
     text = D.describe_row(row, 1, names).lower()
     assert text == D.describe_row(row, 1, names).lower()
     assert "crop" in text and "summer" in text and "town" in text
+    assert any(w in text for w in ("hot", "heat")) and any(w in text for w in ("rain", "showers"))
 
 
 def test_holdout_blocks_are_never_trained_on(layers):

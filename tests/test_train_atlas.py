@@ -130,7 +130,8 @@ def test_the_checkpoint_config_holds_what_evaluation_and_the_card_read(
     assert HoldOut.from_json(config["holdout"]).blocks
     assert config["teacher"]["name"] == str(tiny_teacher_dir) and config["teacher"]["dim"] == 16
     assert config["imagery"]["patch_size"] == 16
-    assert config["dynamic"] == {"inputs": 12, "hidden": 64}  # Sat2Cap's, as the card says
+    # Sat2Cap's 12 inputs + the 5 climate values, as the card says
+    assert config["dynamic"] == {"inputs": 17, "hidden": 64, "climate": True}
     modes = {"full": {d: {"R@1": 0.1, "R@5": 0.2, "R@10": 0.3, "median_rank": 9}
                       for d in ("overhead_to_ground", "ground_to_overhead")}}  # fmt: skip
     metrics = {"retrieval": {"samples": 10, "modes": modes}, "holdout_blocks": 3, "time": [],

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -14,24 +15,37 @@ import numpy as np
 
 from omnimap.core.errors import InputError
 from omnimap.datasets.crossview import open_pairs
+from omnimap.datasets.gallery import open_gallery
 from omnimap.fields.build import BuildReport, build_field
 from omnimap.fields.store import Field
 from omnimap.fields.window import window_for
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid, max_cells
 from omnimap.geo.place import default_resolution, parse_when, resolve_area, resolve_place
-from omnimap.geo.timefeat import When, local_times, metadata_features
+from omnimap.geo.timefeat import When, local_times
 from omnimap.maps.captions import rank_captions
+from omnimap.maps.classes import (
+    ClassMapResult,
+    check_classes,
+    class_probabilities,
+    read_class_set,
+    temperature_of,
+)  # fmt: skip
 from omnimap.maps.engine import MapEngine, clean_prompt
+from omnimap.maps.fusion import observed_scores
 from omnimap.maps.result import MapResult
 from omnimap.maps.search import SearchResult, search_cells, search_samples
 from omnimap.maps.search import write_contact_sheet as write_search_sheet
+from omnimap.maps.where import build_gallery, locate, train_cells
+from omnimap.maps.where import verify_timestamp as verify
+from omnimap.maps.where import when_posterior as when
 from omnimap.models.checkpoint import builtin_models, read_config
 from omnimap.teachers.registry import list_teachers
 
-__all__ = ["BuildReport", "MapEngine", "MapResult", "SearchResult", "build_field", "captions",
+__all__ = ["BuildReport", "ClassMapResult", "MapEngine", "MapResult", "SearchResult", "build_field", "captions", "class_map",
            "get_engine", "list_models", "search", "search_pairs", "write_contact_sheet",
            "zero_shot_map"]  # fmt: skip
+__all__ += ["build_gallery", "locate", "observed_map", "train_cells", "verify", "when"]  # where and when (maps/where.py)
 
 
 @cache
@@ -122,6 +136,49 @@ def zero_shot_map(
                      model=engine.name)  # fmt: skip
 
 
+def observed_map(
+    prompt: str, observations: str | Path, bbox: BBox | str | tuple | None = None,
+    region: str | None = None, resolution: float | None = None, when: str | When | None = None,
+    model: str | None = None, field: str | Path | None = None,
+) -> MapResult:  # fmt: skip
+    """A map whose cells lean on the gallery observations near them (maps/fusion.py);
+    cells with none nearby keep the student's embedding."""
+    prompt, moment = clean_prompt(prompt), parse_when(when)
+    gallery = open_gallery(observations)
+    engine = _engine(model, field)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
+    scores = observed_scores(engine, engine.embed_prompts([prompt]), grid, moment, gallery)[0]
+    if inside is not None:
+        scores[~inside] = np.nan  # outside the country or continent: nodata
+    return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,
+                     model=engine.name)  # fmt: skip
+
+
+def class_map(
+    classes: str | Path | Sequence[str], bbox: BBox | str | tuple | None = None,
+    region: str | None = None, resolution: float | None = None, when: str | When | None = None,
+    model: str | None = None, field: str | Path | None = None,
+) -> ClassMapResult:  # fmt: skip
+    """P(class | place, time) for a set of classes: a built-in set name ("transient",
+    "scenes", "igbp"), a text file of one class per line, or a list of class names.
+    ``result.write("x.tif")`` writes the probabilities, the most likely class and a PNG."""
+    if isinstance(classes, str | Path):
+        class_set = read_class_set(classes)  # bad sets fail before the model loads
+    else:
+        class_set = check_classes(list(classes), "classes", "class list")
+    moment = parse_when(when)
+    if field is None:
+        box, _ = resolve_place(bbox, region)
+        LatLonGrid.from_bbox(box, resolution or default_resolution(box))
+    engine = _engine(model, field)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
+    probabilities = class_probabilities(engine, class_set, grid, moment)
+    if inside is not None:
+        probabilities[:, ~inside] = np.nan  # outside the country or continent: nodata
+    return ClassMapResult(probabilities=probabilities, grid=grid, classes=class_set, when=moment,
+                          place=label, model=engine.name, temperature=temperature_of(engine))  # fmt: skip
+
+
 def search(
     prompt: str, *, field: str | Path | Field | None = None, bbox: BBox | str | tuple | None = None,
     region: str | None = None, resolution: float | None = None, when: str | When | None = None,
@@ -163,7 +220,7 @@ def search_pairs(
     moment = parse_when(when)
     engine = get_engine(model)
     data = open_pairs(pairs)
-    meta = data.meta if moment is None else metadata_features(
+    meta = data.meta if moment is None else engine.embedder.metadata(
         data.lon, data.lat, local_times(moment, data.lon))  # fmt: skip
     patches = data.patches(np.arange(len(data)))
     vectors = engine.embedder.samples(patches, meta)

@@ -1,4 +1,5 @@
-"""``omnimap evaluate``: the atlas on its spatial hold-out; cross-view retrieval."""
+"""``omnimap evaluate``: the atlas on its spatial hold-out; cross-view retrieval; the
+soundscape model against the BirdNET meta model."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def evaluate_atlas_command(
         bool,
         typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Another model (e.g. the previous weights) whose climate measures go beside."),
+    ] = None,
 ) -> None:
     """The atlas on the spatial hold-out: retrieval, zero-shot land-cover AUC, time response."""
     from omnimap.core.fileio import write_json_atomic
@@ -28,7 +33,7 @@ def evaluate_atlas_command(
     from omnimap.eval.card import write_card
     from omnimap.models.checkpoint import load_checkpoint
 
-    metrics = evaluate_atlas(model, samples=samples)
+    metrics = evaluate_atlas(model, samples=samples, baseline=baseline)
     write_json_atomic(out, metrics)
     typer.echo(format_report(metrics))
     typer.echo(f"written {out}")
@@ -68,3 +73,79 @@ def evaluate_retrieval_command(
     write_json_atomic(out, metrics)
     typer.echo(format_table(metrics))
     typer.echo(f"written {out}")
+
+
+@evaluate_app.command("geolocation")
+def evaluate_geolocation_command(
+    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    samples: Annotated[int, typer.Option(help="Held-out query descriptions.")] = 10_000,
+    gallery: Annotated[Path | None, typer.Option(help="A gallery for knn/geoclip (default: built from atlas samples outside the hold-out).")] = None,
+    gallery_samples: Annotated[int, typer.Option(help="Atlas samples in the default gallery.")] = 30_000,
+    resolution: Annotated[float, typer.Option(help="World grid of the field method, degrees.")] = 0.5,
+    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,cells,geoclip.")] = "field,knn,cells,geoclip",
+    time_queries: Annotated[int, typer.Option(help="Queries for the time evaluation.")] = 2000,
+    save_calibration: Annotated[bool, typer.Option(help="Write the fitted temperatures (locate.json) beside the model.")] = False,
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geolocation-metrics.json"),
+) -> None:
+    """Where and when on the atlas hold-out: % within 1/25/200/750/2500 km per method and
+    baselines, hour/month accuracy and timestamp verification AUC."""
+    from omnimap.eval.geolocation import evaluate_geolocation, format_report
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = set(chosen) - {"field", "knn", "cells", "geoclip"}
+    if unknown or not chosen:
+        raise InputError(f"--methods must name field, knn, cells or geoclip, got {methods!r}")
+    if samples < 1 or time_queries < 1:
+        raise InputError("--samples and --time-queries must be at least 1")
+    metrics = evaluate_geolocation(model, samples=samples, gallery=gallery, gallery_samples=gallery_samples,
+                                   resolution=resolution, methods=chosen, time_queries=time_queries,
+                                   out=out, save_calibration=save_calibration)  # fmt: skip
+    typer.echo(format_report(metrics))
+    typer.echo(f"written {out}")
+
+
+@evaluate_app.command("fusion")
+def evaluate_fusion_command(
+    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("fusion-metrics.json"),
+) -> None:
+    """Land-cover AUCs with 1% and 10% of held-out cells observed vs none (RANGE-style fusion)."""
+    from omnimap.eval.fusion import evaluate_fusion, format_fusion
+
+    metrics = evaluate_fusion(model, out=out)
+    typer.echo(format_fusion(metrics))
+    typer.echo(f"written {out}")
+
+
+@evaluate_app.command("soundscape")
+def evaluate_soundscape_command(
+    model: Annotated[
+        str, typer.Option(help="A soundscape model: name or directory.")
+    ] = "soundscape",
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("soundscape-metrics.json"),
+    samples: Annotated[
+        int, typer.Option(help="Held-out samples (places x held-out weeks).")
+    ] = 2_000,
+    card: Annotated[
+        bool,
+        typer.Option(help="Also write MODEL_CARD.md and metrics.json into the model directory."),
+    ] = False,
+) -> None:
+    """Species (seen, zero-shot, seasons), sound retrieval and text queries on the hold-out,
+    against the BirdNET meta model (a pseudo-truth)."""
+    from omnimap.core.fileio import write_json_atomic, write_text_atomic
+    from omnimap.eval.soundscape import evaluate_soundscape, format_report, render_card
+    from omnimap.models.checkpoint import load_checkpoint
+
+    if samples < 100:
+        raise InputError("--samples must be at least 100")
+    metrics = evaluate_soundscape(model, samples=samples)
+    write_json_atomic(out, metrics)
+    typer.echo(format_report(metrics))
+    typer.echo(f"written {out}")
+    if card:
+        loaded = load_checkpoint(model)
+        write_json_atomic(loaded.path / "metrics.json", metrics)
+        card_path = loaded.path / "MODEL_CARD.md"
+        write_text_atomic(card_path, render_card(loaded.config, metrics))
+        typer.echo(f"written {card_path}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from omnimap.cli.options import BBoxOpt, RegionOpt
+from omnimap.core.fileio import check_output_dir
 from omnimap.fields.store import DEFAULT_CHUNK
 
 field_app = typer.Typer(
@@ -40,6 +41,7 @@ def build_command(
     from omnimap.fields.build import build_field
     from omnimap.fields.ray_engine import start_ray, stop_ray
 
+    check_output_dir(out)
     if engine == "ray":  # Ray missing or not starting: one line, and no field left behind
         workers = start_ray(workers)
     try:
@@ -53,3 +55,6 @@ def build_command(
         f"in {r.seconds:.1f} s, {r.cells_per_s:,.0f} cells/s"
         + (f"; {r.chunks_skipped} were already built" if r.chunks_skipped else "")
     )
+    if r.repaired:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(r.repaired.items()))
+        typer.echo(f"repaired {sum(r.repaired.values())} damaged chunks ({kinds})")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from omnimap.cli.classes import ClassesOpt, class_map_command
 from omnimap.cli.options import BBoxOpt, FieldOpt, ModelOpt, RegionOpt, ResolutionOpt, WhenOpt
 from omnimap.core.errors import InputError
+from omnimap.core.fileio import check_output_file
 
 
 def default_out(prompt: str) -> Path:
@@ -19,7 +22,7 @@ def default_out(prompt: str) -> Path:
 
 
 def map_command(
-    prompt: Annotated[str, typer.Argument(help="What to map, in words.")],
+    prompt: Annotated[str | None, typer.Argument(help="What to map, in words.")] = None,
     bbox: BBoxOpt = None,
     region: RegionOpt = None,
     resolution: ResolutionOpt = None,
@@ -30,17 +33,36 @@ def map_command(
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Peaks written to the GeoJSON.")] = 10,
     field: FieldOpt = None,
+    classes: ClassesOpt = None,
+    audio: Annotated[
+        Path | None, typer.Option(help="Map an audio clip instead of a prompt (soundscape model).")
+    ] = None,
+    observations: Annotated[
+        Path | None, typer.Option(help="A gallery: cells blend in the observations near them.")
+    ] = None,
 ) -> None:
-    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json."""
-    from omnimap.api import zero_shot_map
+    """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
+    With --classes instead of a prompt: P(class) bands, the most likely class, a PNG;
+    with --audio: where that sound could be heard (a soundscape model)."""
+    from omnimap.api import observed_map, zero_shot_map
+    from omnimap.cli.sound import map_audio
 
-    out = out or default_out(prompt)
+    if sum(x is not None for x in (prompt, classes, audio)) != 1:
+        raise InputError("give exactly one of PROMPT, --classes or --audio CLIP")
+    if classes is not None:
+        return class_map_command(classes, bbox, region, resolution, when, out, model, field)
+    out = out or default_out(prompt or audio.stem)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
-    result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution, when=when,
-                           model=model, field=field)  # fmt: skip
+    check_output_file(out)
+    if audio is not None:
+        result = map_audio(audio, bbox, region, resolution, when, model)
+    else:
+        mapper = zero_shot_map if observations is None else partial(observed_map, observations=observations)
+        result = mapper(prompt, bbox=bbox, region=region, resolution=resolution,
+                        when=when, model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
     g = result.grid
     typer.echo(f"{result.title}: {g.nrows} x {g.ncols} cells at {g.resolution:g} deg")
@@ -88,6 +110,9 @@ def search_command(
     that best match a prompt."""
     from omnimap import api
 
+    for path, what in ((geojson, "--geojson"), (sheet, "--sheet")):
+        if path is not None:
+            check_output_file(path, what)
     if pairs is not None:
         if field is not None or bbox is not None or region is not None:
             raise InputError("--pairs searches its own samples: leave out --field/--bbox/--region")

@@ -44,8 +44,8 @@ def serve_command(
         int,
         typer.Option(
             help="Memory for the server's caches, in MB: half overhead embeddings, a quarter "
-            "fused embeddings, a quarter rendered tiles. The process needs about the model "
-            "and 1 GB more (README, 'Server memory').",
+            "fused embeddings, a quarter rendered tiles (the peak memory this gives is "
+            "measured in the README's Performance table).",
             min=16,
             max=262144,
         ),

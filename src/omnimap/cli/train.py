@@ -58,3 +58,24 @@ def train_sat2cap_command(config: ConfigOpt = None, out: OutOpt = None, steps: S
                           seed: SeedOpt = None) -> None:  # fmt: skip
     """Train a Sat2Cap student on geotagged photos (a config naming its pairs)."""
     _run("sat2cap", config, out, steps=steps, seed=seed)
+
+
+@train_app.command("soundscape")
+def train_soundscape_command(
+    config: ConfigOpt = None,
+    out: OutOpt = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Training samples (overrides the config).")
+    ] = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Train the built-in soundscape model (needs the sound extra; CPU, ~12 minutes)."""
+    _run("soundscape", config, out, samples=samples, steps=steps, seed=seed)
+
+
+@train_app.command("geosound")
+def train_geosound_command(config: ConfigOpt = None, out: OutOpt = None, steps: StepsOpt = None,
+                           seed: SeedOpt = None) -> None:  # fmt: skip
+    """Train a sound-map student on geotagged recordings with CLAP (a config naming its pairs)."""
+    _run("geosound", config, out, steps=steps, seed=seed)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
-    """Root of omnimap's caches: $OMNIMAP_CACHE_DIR, else ~/.cache/omnimap."""
+    """Root of omnimap's caches: $OMNIMAP_CACHE_DIR, else ~/.cache/omnimap. Not created
+    here: the store creates what it writes, and turns itself off if it cannot."""
     root = os.environ.get("OMNIMAP_CACHE_DIR")
-    path = Path(root) if root else Path.home() / ".cache" / "omnimap"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(root) if root else Path.home() / ".cache" / "omnimap"

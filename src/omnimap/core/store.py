@@ -358,7 +358,11 @@ class ArrayStore:
         or of every namespace under the root."""
         out = []
         base = self.root if everywhere else self.directory
-        for meta_path in base.rglob("*.json") if base.is_dir() else []:
+        try:
+            found = list(base.rglob("*.json")) if base.is_dir() else []
+        except OSError:  # an unreadable directory: nothing to count or evict
+            return out
+        for meta_path in found:
             data_path = meta_path.with_suffix(".bin")
             try:
                 out.append((meta_path, data_path.stat().st_size, meta_path.stat().st_mtime))
@@ -395,6 +399,7 @@ class ArrayStore:
             "entries": len(entries),
             "bytes": sum(size for _, size, _ in entries),
             "limit_bytes": limit_bytes(),
+            "temp_bytes": self.temp_bytes(),
             "namespaces": {ns: {"entries": n, "bytes": b} for ns, (n, b) in sorted(by_ns.items())},
         }
 
@@ -421,17 +426,39 @@ class ArrayStore:
     def _clean_stale(base: Path) -> int:
         """Remove temp files whose writer is gone (no lock held on them)."""
         removed = 0
-        for path in base.rglob(".*.tmp") if base.is_dir() else []:
+        try:
+            temps = list(base.rglob(".*.tmp")) if base.is_dir() else []
+        except OSError:
+            return removed
+        for path in temps:
             if not _TEMP.match(path.name):
                 continue
             try:
                 with open(path, "rb") as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    path.unlink()
-                    removed += 1
-            except (BlockingIOError, OSError):
-                continue  # a live writer holds it, or it is already gone
+                    if _same_file(path, fh):  # not renamed or replaced meanwhile
+                        path.unlink()
+                        removed += 1
+            except OSError:
+                continue  # a live writer holds it (BlockingIOError), or it is gone
         return removed
+
+    def temp_bytes(self) -> int:
+        """Bytes in temp files under the root (live writers' and killed ones')."""
+        total = 0
+        for path in self.root.rglob(".*.tmp") if self.root.is_dir() else []:
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total
+
+
+def _same_file(path: str | os.PathLike, fh) -> bool:
+    """Whether ``path`` still names the open file ``fh``."""
+    try:
+        st, fst = os.stat(path), os.fstat(fh.fileno())
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
 
 class _TempFile:
@@ -443,12 +470,18 @@ class _TempFile:
         self.final, self.path, self.fh = final, None, None
 
     def open(self) -> _TempFile:
-        fd, self.path = tempfile.mkstemp(
-            prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent
-        )
-        self.fh = os.fdopen(fd, "wb")
-        fcntl.flock(self.fh, fcntl.LOCK_EX)
-        return self
+        while True:
+            fd, self.path = tempfile.mkstemp(
+                prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent
+            )
+            fh = os.fdopen(fd, "wb")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            # A cleaner may have taken the lock between mkstemp and flock and removed
+            # the file as a dead writer's: then start over with a new one.
+            if _same_file(self.path, fh):
+                self.fh = fh
+                return self
+            fh.close()
 
     def commit(self) -> None:
         self.fh.flush()

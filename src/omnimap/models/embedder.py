@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from omnimap.geo.timefeat import LocalTime, metadata_features
+from omnimap.geo.climatefeat import model_inputs
+from omnimap.geo.timefeat import LocalTime
 from omnimap.models.checkpoint import LoadedModel
+from omnimap.models.dynamic import uses_climate
 from omnimap.sources import PatchSource, source_from_config
 
 MODES = {  # mode -> (uses imagery, uses location, uses time)
@@ -44,6 +46,11 @@ class Embedder:
         self.model = model
         self._imagery = imagery
         self.dim = int(model.config["dim"])
+        self.climate_inputs = uses_climate(model.config)
+
+    def metadata(self, lon, lat, local: LocalTime | None) -> np.ndarray:
+        """(N, F) dynamic-encoder inputs of places and local times (None: unknown)."""
+        return model_inputs(lon, lat, local, self.climate_inputs)
 
     @property
     def imagery(self) -> PatchSource:
@@ -109,7 +116,7 @@ class Embedder:
         else:
             total.zero_()
         if use_loc:
-            meta = torch.from_numpy(metadata_features(lon, lat, local if use_time else None))
+            meta = torch.from_numpy(self.metadata(lon, lat, local if use_time else None))
             for s in range(0, len(meta), DYNAMIC_BATCH):
                 total[s : s + DYNAMIC_BATCH] += self.dynamic(meta[s : s + DYNAMIC_BATCH])
         total.div_(torch.linalg.vector_norm(total, dim=1, keepdim=True).clamp_min_(1e-12))

@@ -167,6 +167,7 @@ class ClimateNormals:
         self.temperature_grid = np.ascontiguousarray(temperature_c, dtype=np.float32)
         self.precip_grid = np.ascontiguousarray(precip_mm_day, dtype=np.float32)
         self.load_seconds = load_seconds
+        self._annual: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ClimateNormals:
@@ -291,6 +292,21 @@ class ClimateNormals:
         annual = self.monthly_precip_mm_day(lon, lat) @ (MONTH_DAYS / MONTH_DAYS.sum())
         rate = self.precipitation_mm_day(lon, lat, month)
         return np.divide(rate, annual, out=np.ones_like(rate), where=annual > 0)
+
+    def annual_means(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        """Day-weighted annual mean temperature (degC) and precipitation (mm/day) at
+        the points, from two (lat, lon) grids computed once (a map re-uses them)."""
+        if self._annual is None:
+            w = (MONTH_DAYS / MONTH_DAYS.sum()).astype(np.float32)
+            self._annual = (self.temperature_grid @ w, self.precip_grid @ w)
+        lon, lat = _as_points(lon, lat)
+        idx, wts = self._corners(lon.ravel(), lat.ravel())
+        out = []
+        for grid in self._annual:
+            flat = grid.reshape(-1)
+            acc = sum(wc * np.take(flat, cell) for cell, wc in zip(idx, wts, strict=True))
+            out.append(np.asarray(acc, np.float64).reshape(lon.shape))
+        return out[0], out[1]
 
     def annual_cycle(self, lon, lat) -> AnnualCycle:
         """Season summaries from the local climate itself (see :class:`AnnualCycle`)."""

@@ -22,6 +22,7 @@ from omnimap.maps.engine import MAX_QUERY_CHARS
 from omnimap.serve import openapi, params
 from omnimap.serve.assets import MEDIA_TYPES, STATIC_DIR, load_assets, missing_page
 from omnimap.serve.coastlines import coastlines_geojson
+from omnimap.serve.locate_routes import router as locate_router
 from omnimap.serve.openapi import (
     BAD_REQUEST,
     NOT_MODIFIED,
@@ -258,4 +259,5 @@ def create_app(
             return Response(packed, media_type="application/geo+json", headers=headers)
         return Response(raw, media_type="application/geo+json", headers=headers)
 
+    app.include_router(locate_router)  # GET /locate (serve/locate_routes.py)
     return app

@@ -183,6 +183,11 @@ class MapService:
         with self._model_lock:
             return self.scorer.score(prompt, grid, when)
 
+    def with_model(self, fn, *args):
+        """``fn(*args)`` under the model lock, for other model work (``/locate``)."""
+        with self._model_lock:
+            return fn(*args)
+
     def _score_sliced(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray:
         """A long grid's scores, slice by slice of rows, the lock taken per slice."""
         step = max(1, SLICE_CELLS // grid.ncols)

@@ -5,7 +5,8 @@ Keys are 128-bit content digests (of a text, of a photo file's bytes, of a wavef
 Vectors live in segments, entries of an :class:`~omnimap.core.store.ArrayStore`
 (verified, atomic, bounded when in the cache): each call that embeds new items adds
 one small segment, so a new prompt never rewrites the 100k training descriptions;
-segments are read once per process and merged into one when they pile up. Teacher
+segments are read once per process, and the small ones are merged into one when they
+pile up (also while a server runs). Teacher
 embeddings of a training set live beside the data (an unbounded store there); text
 queries and descriptions live in the cache.
 """
@@ -41,6 +42,7 @@ class EmbeddingStore:
         self.store = store if store is not None else ArrayStore(f"embeddings/{space_slug(space)}")
         self._rows: dict[tuple[int, int], int] | None = None
         self._blocks: list[np.ndarray] = []
+        self._segments: dict[str, int] = {}  # stored segment -> its rows
 
     def _segment_keys(self) -> list[str]:
         return sorted(k for k in self.store.keys() if k.startswith(self.space + "|seg|"))
@@ -49,15 +51,14 @@ class EmbeddingStore:
         """Read every valid segment once (damaged ones are removed by the store)."""
         if self._rows is not None:
             return self._rows
-        self._rows, self._blocks = {}, []
-        segments = self._segment_keys()
-        for key in segments:
+        self._rows, self._blocks, self._segments = {}, [], {}
+        for key in self._segment_keys():
             arrays = self.store.read(key)
             if arrays is None or "keys" not in arrays or "vectors" not in arrays:
                 continue
+            self._segments[key] = len(arrays["keys"])
             self._add(arrays["keys"], arrays["vectors"])
-        if len(segments) > MAX_SEGMENTS:
-            self._compact(segments)
+        self._compact_if_many()
         return self._rows
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -73,15 +74,32 @@ class EmbeddingStore:
 
     def _write_segment(self, keys: np.ndarray, vectors: np.ndarray) -> str:
         key = f"{self.space}|seg|{array_digest(keys, vectors)}"
-        self.store.put(key, {"keys": keys, "vectors": vectors})
+        if self.store.put(key, {"keys": keys, "vectors": vectors}):
+            self._segments[key] = len(keys)
         return key
 
-    def _compact(self, old: list[str]) -> None:
-        keys = np.array(list(self._rows), dtype=np.uint64).reshape(-1, 2)
-        merged = self._write_segment(keys, self._vectors()[list(self._rows.values())])
-        for key in old:
+    def _compact_if_many(self) -> None:
+        """Merge every segment but the largest into one when there are more than
+        MAX_SEGMENTS (one per new prompt of a server would pile up): the largest (say
+        100k training descriptions) is never rewritten for a few new prompts."""
+        if len(self._segments) <= MAX_SEGMENTS:
+            return
+        largest = max(self._segments, key=self._segments.get)
+        small = [k for k in self._segments if k != largest]
+        parts = [self.store.read(k) for k in small]
+        parts = [p for p in parts if p is not None and "keys" in p and "vectors" in p]
+        if not parts:
+            return
+        keys = np.concatenate([p["keys"] for p in parts]).reshape(-1, 2)
+        vectors = np.concatenate([p["vectors"] for p in parts])
+        keys, first = np.unique(keys, axis=0, return_index=True)
+        merged = self._write_segment(keys, vectors[first])
+        if merged not in self._segments:  # not written (cache off): keep the old ones
+            return
+        for key in small:
             if key != merged:
                 self.store.remove(key)
+                self._segments.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._load())
@@ -110,6 +128,7 @@ class EmbeddingStore:
             raise ValueError(f"vectors of dim {vectors.shape[1]} in a store of {self.space}")
         self._write_segment(keys, vectors)
         self._add(keys, vectors)
+        self._compact_if_many()
 
 
 def item_digests(modality: str, items: Sequence) -> list[str]:
@@ -162,7 +181,7 @@ class CachedTeacher(Teacher):
     def _embed(self, modality: str, items: Sequence, progress: bool) -> np.ndarray:
         keys = (
             text_keys([str(t) for t in items])
-            if modality in ("text", "species")
+            if modality in ("text", "species", "taxon")
             else item_keys(item_digests(modality, items))
         )
         store = self.store(modality)

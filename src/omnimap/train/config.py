@@ -150,6 +150,7 @@ class AtlasConfig(TrainConfig):
     jitter: int = 1  # random shift of the patch, in pixels
     phrasings: int = 3  # wordings per fact set
     holdout_fraction: float = 0.12  # share of the land held out in whole blocks
+    climate_inputs: bool = True  # climate normals and elevation as dynamic inputs
 
     def first_restart_period(self) -> int:
         return self.restart_period or max(1, (self.steps - self.warmup_steps) // ATLAS_CYCLES)

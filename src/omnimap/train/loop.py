@@ -37,7 +37,8 @@ from torch import nn
 
 from omnimap.core.errors import InputError
 from omnimap.core.fileio import write_json_atomic
-from omnimap.geo.timefeat import TIME_SLICE
+from omnimap.geo.climatefeat import time_columns
+from omnimap.geo.timefeat import N_FEATURES
 from omnimap.models.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from omnimap.models.student import Student, build_student
 from omnimap.train import batches
@@ -254,6 +255,8 @@ def train(
         else nullcontext
     )
     rates = recipe.dropout_rates()
+    n_inputs = int(parts.info["architecture"].get("dynamic", {}).get("inputs", N_FEATURES))
+    time_cols = torch.tensor(time_columns(n_inputs), device=device)
 
     def load(step: int) -> dict:
         rows = batches.batch_rows(cfg.seed, step, n, cfg.batch_size)
@@ -266,7 +269,8 @@ def train(
         gen = batches.step_generator(cfg.seed, step, batches.AUGMENT)
         images = recipe.augment(gen, batch["patches"].to(device), size, mine)
         meta = batch["meta"].to(device).clone()
-        meta[torch.from_numpy(drop.time).to(device), TIME_SLICE] = 0.0
+        dropped = torch.from_numpy(drop.time).to(device)
+        meta[dropped.nonzero()[:, 0].unsqueeze(1), time_cols] = 0.0
         keep_overhead = torch.from_numpy(~drop.overhead).to(device, torch.float32).unsqueeze(1)
         torch.manual_seed(batches.stream_seed(cfg.seed, batches.TORCH, step))  # model dropout
         with autocast():

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnimap.datasets.atlas.describe import describe
+from omnimap.datasets.atlas.describe import describe_with_parts, target_vectors
 from omnimap.datasets.atlas.facts import Facts, compute_facts
 from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import sample_points, sample_times
-from omnimap.geo.timefeat import LocalTime, metadata_features
+from omnimap.geo.climatefeat import model_inputs
+from omnimap.geo.timefeat import LocalTime
 
 
 @dataclass
@@ -26,6 +27,8 @@ class AtlasSet:
     facts: Facts
     texts: list[str]  # distinct descriptions
     text_index: np.ndarray  # (N,) description of each sample
+    parts: list[str]  # distinct sentences the teacher embeds (see describe.Descriptions)
+    part_index: np.ndarray  # (len(texts), 2) scene and moment sentence of each description
 
     def __len__(self) -> int:
         return len(self.lon)
@@ -40,9 +43,14 @@ class AtlasSet:
             t["year"], t["month"], t["day"], t["hour"].astype(np.float64), t["day_of_year"]
         )
 
-    def metadata(self) -> np.ndarray:
-        """(N, 12) Sat2Cap inputs with the true local time."""
-        return metadata_features(self.lon, self.lat, self.local_time())
+    def metadata(self, climate_inputs: bool = False) -> np.ndarray:
+        """(N, F) dynamic inputs with the true local time: Sat2Cap's 12 values, plus
+        the climate block (``geo.climatefeat``) when ``climate_inputs``."""
+        return model_inputs(self.lon, self.lat, self.local_time(), climate_inputs)
+
+    def target_vectors(self, teacher, progress: bool = False) -> np.ndarray:
+        """(len(texts), D) teacher targets of the distinct descriptions."""
+        return target_vectors(teacher.embed("text", self.parts, progress), self.part_index)
 
 
 def build_set(
@@ -53,12 +61,14 @@ def build_set(
     lon, lat = sample_points(layers, n, rng, accept=accept)
     time = sample_times(n, rng)
     facts = compute_facts(layers, lon, lat, time["month"], time["day_of_year"], time["hour"])
-    texts, index = describe(facts, rng.integers(0, variants, n))
+    d = describe_with_parts(facts, rng.integers(0, variants, n))
     return AtlasSet(
         lon=lon.astype(np.float32),
         lat=lat.astype(np.float32),
         time=time,
         facts=facts,
-        texts=texts,
-        text_index=index,
+        texts=d.texts,
+        text_index=d.index,
+        parts=d.parts,
+        part_index=d.part_index,
     )

@@ -11,6 +11,8 @@ The vocabulary deliberately avoids the words of the evaluation prompts
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import xxhash
 
@@ -189,7 +191,7 @@ ICY_LAKE_SCENES = ["a lake covered with ice", "an ice-covered lake", "a lake und
 TERRAIN = {
     F.FLAT: ["on flat lowland", "on a level plain", "on flat ground"],
     F.HILLS: ["among rolling hills", "in hilly country", "on gentle hills"],
-    F.MOUNTAINS: ["in steep mountains", "on rugged mountain slopes", "high in the mountains"],
+    F.MOUNTAINS: ["in steep mountains", "on rugged mountain slopes", "among steep peaks and valleys"],
 }
 SNOW = ["covered in snow", "under a blanket of snow", "with snow lying on the ground"]
 SETTLEMENT = {
@@ -243,7 +245,41 @@ SEASON = {
     F.SPRING: ["in spring", "in springtime", "during spring"],
     F.SUMMER: ["in summer", "in high summer", "during the warm summer"],
     F.AUTUMN: ["in autumn", "in the fall", "during autumn"],
-    F.TROPICAL: ["in the tropics", "at tropical latitudes", "in the tropical zone"],
+}
+# What a person there notices of the weather at that hour and time of year.
+WARMTH = {
+    F.BITTER: ["bitterly cold air", "a deep, biting cold", "cold so fierce it stings the face"],
+    F.FREEZING: ["below freezing", "freezing cold air", "icy cold"],
+    F.FROSTY: ["with frost on the ground", "white frost on the grass", "a crisp frost"],
+    F.CHILLY: ["chilly air", "cool and raw", "a cold, damp feel"],
+    F.MILD: ["mild air", "pleasantly mild", "neither warm nor cold"],
+    F.WARM: ["warm air", "pleasantly warm", "a warm, balmy feel"],
+    F.HOT: ["hot weather", "hot, heavy air", "in the heat"],
+    F.SCORCHING: ["scorching heat", "blistering heat", "baking in fierce heat"],
+}
+WETNESS = {
+    F.ARID: ["bone-dry air", "where it almost never rains", "parched and rainless"],
+    F.LITTLE_RAIN: ["dry weather", "little rain", "hardly any rain"],
+    F.USUAL_RAIN: [],  # nothing worth remarking
+    F.RAINY: ["frequent rain", "rainy weather", "regular showers"],
+    F.DELUGE: ["heavy rain", "pouring rain most days", "soaking wet weather"],
+    F.DRY_SEASON: ["in the dry season", "during the long dry season", "in the rainless season"],
+    F.MONSOON: ["in the monsoon rains", "during the monsoon", "in the rainy monsoon season"],
+}
+SNOWFALL = ["frequent snowfall", "snow falling often", "heavy snowfalls"]
+ALTITUDE = {
+    F.LOWLAND: [],
+    F.UPLAND: ["in the highlands", "on an upland plateau", "well above sea level"],
+    F.HIGH_ALTITUDE: [
+        "high in the mountains, the air thin and cold",
+        "at high altitude, over 2,000 metres up",
+        "high above sea level in thin air",
+    ],
+    F.EXTREME_ALTITUDE: [
+        "at extreme altitude, above 3,500 metres",
+        "on a lofty plateau in thin, cold air",
+        "far above the treeline in thin air",
+    ],
 }
 BIG_LIGHTS = [
     "with city lights glowing",
@@ -253,14 +289,17 @@ BIG_LIGHTS = [
 SMALL_LIGHTS = ["with street lights on", "with a few lights glowing"]
 DARK_TIMES = (F.NIGHT, F.DAWN, F.DUSK, F.POLAR_NIGHT)
 
-TEMPLATES = ["{scene}, {time}.", "{time_cap}: {scene}.", "{scene}, seen {time}."]
+# Most clauses a description has: cover, second cover, snow, terrain, altitude,
+# settlement, coast; time, lights; warmth, rain.
+MAX_CLAUSES = 11
+MOMENT_TEMPLATES = ["{time}; {weather}.", "{time}, {weather}.", "{weather}, {time}."]
 
 
 def all_phrases() -> list[str]:
     """Every phrase the generator can use (for vocabulary checks)."""
     out = list(SECOND_FORMS) + list(SECOND_COVER.values()) + LAKE_SCENES + ICY_LAKE_SCENES
-    out += SNOW + COASTAL_LAND + BIG_LIGHTS + SMALL_LIGHTS + TEMPLATES
-    for table in (TERRAIN, SETTLEMENT, TIME_OF_DAY, SEASON, OCEAN_SCENES):
+    out += SNOW + COASTAL_LAND + BIG_LIGHTS + SMALL_LIGHTS + MOMENT_TEMPLATES + SNOWFALL
+    for table in (TERRAIN, SETTLEMENT, TIME_OF_DAY, SEASON, OCEAN_SCENES, WARMTH, WETNESS, ALTITUDE):
         for phrases in table.values():
             out += phrases
     for by_season in LAND_COVER.values():
@@ -280,7 +319,7 @@ class _Picker:
         return options[int(self.rng.integers(len(options)))]
 
 
-def _land_scene(f: dict[str, int], pick: _Picker) -> str:
+def _land_scene(f: dict[str, int], pick: _Picker) -> list[str]:
     if f["snow"] == F.PERMANENT_ICE:
         base = pick(LAND_COVER[15][None])
     else:
@@ -292,52 +331,129 @@ def _land_scene(f: dict[str, int], pick: _Picker) -> str:
     if f["snow"] == F.SEASONAL_SNOW:
         parts.append(pick(SNOW))
     parts.append(pick(TERRAIN[f["terrain"]]))
+    if ALTITUDE[f["altitude"]]:
+        parts.append(pick(ALTITUDE[f["altitude"]]))
     parts.append(pick(SETTLEMENT[f["settlement"]]))
     if f["coast"] == F.COASTAL:
         parts.append(pick(COASTAL_LAND))
-    return ", ".join(parts)
+    return parts
 
 
-def _water_scene(f: dict[str, int], pick: _Picker) -> str:
+def _water_scene(f: dict[str, int], pick: _Picker) -> list[str]:
     if f["surface"] == F.SURF_LAKE:
-        return pick(ICY_LAKE_SCENES if f["snow"] != F.NO_SNOW else LAKE_SCENES)
+        return [pick(ICY_LAKE_SCENES if f["snow"] != F.NO_SNOW else LAKE_SCENES)]
     if f["sea_ice"]:
-        return pick(OCEAN_SCENES["ice"])
-    return pick(OCEAN_SCENES[f["coast"]])
+        return [pick(OCEAN_SCENES["ice"])]
+    return [pick(OCEAN_SCENES[f["coast"]])]
 
 
-def _time_phrase(f: dict[str, int], pick: _Picker) -> str:
-    if f["time_of_day"] < 0:
-        return ""
-    text = pick(TIME_OF_DAY[f["time_of_day"]]) + " " + pick(SEASON[f["season"]])
+def _time_phrase(f: dict[str, int], pick: _Picker) -> list[str]:
+    """[time of day and season] and, at dark times in towns, [their lights]."""
+    text = pick(TIME_OF_DAY[f["time_of_day"]])
+    if f["season"] in SEASON:
+        text += " " + pick(SEASON[f["season"]])
     if f["time_of_day"] in DARK_TIMES and f["settlement"] >= F.TOWN:
-        text += ", " + pick(BIG_LIGHTS if f["settlement"] >= F.CITY else SMALL_LIGHTS)
-    return text
+        return [text, pick(BIG_LIGHTS if f["settlement"] >= F.CITY else SMALL_LIGHTS)]
+    return [text]
 
 
-def describe_row(row: np.ndarray, variant: int, names: list[str]) -> str:
-    """One description for one facts row (as from ``Facts.matrix()``)."""
-    f = {name: int(v) for name, v in zip(names, row, strict=True)}
-    pick = _Picker(row, variant)
-    scene = _land_scene(f, pick) if f["surface"] == F.SURF_LAND else _water_scene(f, pick)
-    time = _time_phrase(f, pick)
-    if not time:
-        return scene[0].upper() + scene[1:] + "."
-    text = pick(TEMPLATES).format(scene=scene, time=time, time_cap=time[0].upper() + time[1:])
+def _weather_phrase(f: dict[str, int], pick: _Picker) -> list[str]:
+    parts = [pick(WARMTH[f["warmth"]])]
+    wet = f["wetness"]
+    if f["warmth"] in (F.BITTER, F.FREEZING) and wet in (F.RAINY, F.DELUGE, F.MONSOON):
+        parts.append(pick(SNOWFALL))
+    elif WETNESS[wet]:
+        parts.append(pick(WETNESS[wet]))
+    return parts
+
+
+def _scene_key(f: dict[str, int]) -> tuple[int, ...]:
+    """The facts a scene sentence depends on (the season only where it changes the cover)."""
+    cover_season = f["season"] if f["season"] in LAND_COVER.get(f["land_cover"], {}) else -1
+    return (f["surface"], f["land_cover"], f["second_cover"], f["terrain"], f["coast"],
+            f["settlement"], f["snow"], f["sea_ice"], f["altitude"], cover_season)  # fmt: skip
+
+
+def _moment_key(f: dict[str, int]) -> tuple[int, ...]:
+    """The facts the sentence about the moment depends on."""
+    lights = 0 if f["settlement"] < F.TOWN else (1 if f["settlement"] < F.CITY else 2)
+    return (f["time_of_day"], f["season"], f["warmth"], f["wetness"], lights)
+
+
+def _cap(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def describe(facts: F.Facts, variants: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Descriptions for every sample, built once per unique (facts, variant).
+def describe_parts_row(row: np.ndarray, variant: int, names: list[str]) -> tuple[str, list[str]]:
+    """(full description, its clauses) for one facts row (as from ``Facts.matrix()``).
 
-    Returns (unique_texts, index) with ``unique_texts[index[i]]`` describing sample i.
-    """
+    The description is a scene sentence (what the place is) and, when the time is
+    known, a moment sentence (time of day, season, weather). Its clauses ("a barren
+    desert", "on flat ground", "at midday in summer", "scorching heat", ...) are what
+    the teacher embeds; each sentence is seeded only by the facts it depends on."""
+    f = {name: int(v) for name, v in zip(names, row, strict=True)}
+    pick = _Picker(np.array(_scene_key(f)), variant)
+    scene = _land_scene(f, pick) if f["surface"] == F.SURF_LAND else _water_scene(f, pick)
+    text = _cap(", ".join(scene)) + "."
+    if f["time_of_day"] < 0:
+        return text, scene
+    pick = _Picker(np.array(_moment_key(f)), variant)
+    time, weather = _time_phrase(f, pick), _weather_phrase(f, pick)
+    moment = pick(MOMENT_TEMPLATES).format(time=", ".join(time), weather=", ".join(weather))
+    return f"{text} {_cap(moment)}", scene + time + weather
+
+
+def describe_row(row: np.ndarray, variant: int, names: list[str]) -> str:
+    """One full description (scene then moment) for one facts row."""
+    return describe_parts_row(row, variant, names)[0]
+
+
+@dataclass
+class Descriptions:
+    """Distinct full descriptions, which one each sample has, and the distinct clauses
+    each description is made of: ``parts[part_index[t]]`` (-1 pads). The teacher
+    embeds the clauses; a description's target is the normalised sum of its clause
+    embeddings: a few hundred phrases to embed instead of ~100,000 descriptions,
+    which a shared 2-core CPU could not embed within the training budget."""
+
+    texts: list[str]
+    index: np.ndarray  # (N,) description of each sample
+    parts: list[str]
+    part_index: np.ndarray  # (len(texts), MAX_CLAUSES) clause ids of each description; -1 none
+
+
+def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
+    """Descriptions for every sample, built once per unique (facts, variant)."""
     names = [f for f in facts.__dataclass_fields__]
     keyed = np.concatenate([facts.matrix(), np.asarray(variants, np.int8)[:, None]], axis=1)
     uniq, index = np.unique(keyed, axis=0, return_inverse=True)
-    texts = [describe_row(u[:-1], int(u[-1]), names) for u in uniq]
+    described = [describe_parts_row(u[:-1], int(u[-1]), names) for u in uniq]
     # Different fact rows can yield the same sentence; merge them so that identical
     # text always shares one id (identical descriptions are never negatives).
     text_ids: dict[str, int] = {}
-    remap = np.array([text_ids.setdefault(t, len(text_ids)) for t in texts], dtype=np.int64)
-    return list(text_ids), remap[index.ravel()]
+    part_ids: dict[str, int] = {}
+    part_rows: list[list[int]] = []
+    remap = np.empty(len(described), dtype=np.int64)
+    for k, (full, clauses) in enumerate(described):
+        tid = text_ids.setdefault(full, len(text_ids))
+        if tid == len(part_rows):
+            ids = [part_ids.setdefault(c, len(part_ids)) for c in clauses]
+            part_rows.append(ids + [-1] * (MAX_CLAUSES - len(ids)))
+        remap[k] = tid
+    return Descriptions(
+        texts=list(text_ids), index=remap[index.ravel()], parts=list(part_ids),
+        part_index=np.array(part_rows, dtype=np.int64).reshape(-1, MAX_CLAUSES),
+    )  # fmt: skip
+
+
+def describe(facts: F.Facts, variants: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Returns (unique_texts, index) with ``unique_texts[index[i]]`` describing sample i."""
+    d = describe_with_parts(facts, variants)
+    return d.texts, d.index
+
+
+def target_vectors(part_vectors: np.ndarray, part_index: np.ndarray) -> np.ndarray:
+    """(len(part_index), D) unit targets: normalised sum of each description's clauses."""
+    vectors = np.concatenate([part_vectors, np.zeros((1, part_vectors.shape[1]))]).astype(np.float32)
+    out = vectors[part_index].sum(axis=1)  # -1 picks the zero row
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

@@ -1,5 +1,9 @@
 """Facts about the ground at (lon, lat, local time), derived from the real layers.
 
+The climate facts (season, warmth, rain, snow, sea ice) come from the ERA5 monthly
+normals at the place and date, so seasons follow each place's own annual cycle (no
+line at the tropics) and the sea has no "winter" unless the air over it is cold.
+
 Each fact is a small integer code so that samples with the same facts can be grouped
 (their descriptions share meaning) and described in bulk. Thresholds are coarse on
 purpose: a ~10 km cell, described as a person standing there would.
@@ -13,6 +17,7 @@ import numpy as np
 
 from omnimap.datasets.atlas.layers import LAKE, OCEAN, GroundLayers
 from omnimap.geo import solar
+from omnimap.resources import climate
 
 # surface
 SURF_OCEAN, SURF_LAND, SURF_LAKE = 0, 1, 2
@@ -25,14 +30,23 @@ REMOTE, RURAL, VILLAGE, TOWN, CITY, METROPOLIS = range(6)
 NIGHT, DAWN, SUNRISE, MORNING, MIDDAY, AFTERNOON, SUNSET, DUSK, POLAR_NIGHT, MIDNIGHT_SUN = range(
     10
 )
-# season
-WINTER, SPRING, SUMMER, AUTUMN, TROPICAL = range(5)
+# season, from the local annual temperature cycle (NO_SEASON: it barely changes)
+WINTER, SPRING, SUMMER, AUTUMN, NO_SEASON = range(5)
+THERMAL_SEASONS_C = 3.5  # half the warmest-coldest monthly range needed for seasons
+COLD_SEA_C = 6.0  # "winter" at sea only when the air over it is this cold or colder
+# how warm it feels at the hour
+BITTER, FREEZING, FROSTY, CHILLY, MILD, WARM, HOT, SCORCHING = range(8)
+# rain at that time of year
+ARID, LITTLE_RAIN, USUAL_RAIN, RAINY, DELUGE, DRY_SEASON, MONSOON = range(7)
+# height above sea level (land only)
+LOWLAND, UPLAND, HIGH_ALTITUDE, EXTREME_ALTITUDE = range(4)
+SNOW_LIES_C = -1.0  # daily mean temperature at or below which snow lies
+SEA_ICE_C = -4.0  # monthly mean air temperature over the sea marking pack ice
 # snow
 NO_SNOW, SEASONAL_SNOW, PERMANENT_ICE = 0, 1, 2
 # coast
 INLAND, COASTAL, FAR_OFFSHORE = 0, 1, 2
 
-TROPIC_LAT = 23.44
 IGBP_WATER, IGBP_SNOW_ICE = 0, 15
 
 
@@ -50,6 +64,9 @@ class Facts:
     season: np.ndarray  # -1 when the time is unknown
     snow: np.ndarray
     sea_ice: np.ndarray
+    altitude: np.ndarray
+    warmth: np.ndarray  # -1 when the time is unknown
+    wetness: np.ndarray  # -1 when the time is unknown
 
     def __len__(self) -> int:
         return len(self.surface)
@@ -117,17 +134,6 @@ def _settlement(largest_pop: np.ndarray, n_places: np.ndarray) -> np.ndarray:
     return out
 
 
-def season_of(lat: np.ndarray, month: np.ndarray) -> np.ndarray:
-    """Meteorological seasons (DJF is northern winter); the south is shifted by two
-    seasons and the tropics have none."""
-    north = np.array([WINTER] * 2 + [SPRING] * 3 + [SUMMER] * 3 + [AUTUMN] * 3 + [WINTER])
-    south = (north + 2) % 4
-    m = np.asarray(month) - 1
-    season = np.where(np.asarray(lat) >= 0, north[m], south[m]).astype(np.int8)
-    season[np.abs(lat) < TROPIC_LAT] = TROPICAL
-    return season
-
-
 def time_of_day(lat, day_of_year, mean_solar_hour) -> np.ndarray:
     """Time of day from the sun's elevation (apparent solar time), polar cases included."""
     hour = solar.mean_to_apparent_hour(day_of_year, mean_solar_hour)
@@ -150,44 +156,141 @@ def time_of_day(lat, day_of_year, mean_solar_hour) -> np.ndarray:
     return out
 
 
-def snow_of(surface, land_cover, terrain, lat, coast_km, season) -> np.ndarray:
-    """Snow on the ground (ice on lakes): permanent ice from MODIS, seasonal snow from
-    a simple climate rule (latitude, mountains, distance from the sea, season)."""
-    alat = np.abs(lat)
+@dataclass
+class Climate:
+    """The climate there and then: the day's mean temperature, the temperature at the
+    hour, the precipitation rate, and the local annual cycle it sits in."""
+
+    temperature_c: np.ndarray  # daily mean at the date (months interpolated)
+    hour_temperature_c: np.ndarray  # with a simple day/night swing added
+    trend_c: np.ndarray  # change over one month around the date (>0: warming up)
+    precip_mm_day: np.ndarray
+    annual_mean_c: np.ndarray
+    half_range_c: np.ndarray  # (warmest - coldest month) / 2
+    annual_precip_mm_day: np.ndarray
+    seasonality: np.ndarray  # Walsh & Lawler index, 0 even .. >1 monsoonal
+
+
+def climate_at(layers: GroundLayers, lon, lat, surface, day_of_year, hour) -> Climate:
+    """Climate facts at points, dates (day of year, 1-based) and local solar hours."""
+    normals = layers.climate
+    month = climate.month_of_day_of_year(np.asarray(day_of_year) + np.asarray(hour) / 24.0)
+    cycle = normals.annual_cycle(lon, lat)
+    temps = cycle.monthly_temperature_c
+    t = normals.temperature_c(lon, lat, month)
+    trend = normals.temperature_c(lon, lat, month + 0.5) - normals.temperature_c(lon, lat, month - 0.5)
+    p = normals.precipitation_mm_day(lon, lat, month)
+    # Day/night swing around the daily mean, peaking at 15:00: wide over dry land, a
+    # few degrees over moist land, little at sea (typical diurnal ranges).
+    # The swing shrinks with a low noon sun (a polar winter day barely warms).
+    swing = np.where(surface == SURF_OCEAN, 0.5, np.where(p < 1.0, 7.0, 4.0))
+    sun = np.clip(np.sin(np.radians(solar.noon_elevation(lat, day_of_year))), 0.15, 1.0)
+    swing = swing * sun
+    at_hour = t + swing * np.cos(2 * np.pi * (np.asarray(hour) - 15.0) / 24.0)
+    return Climate(
+        temperature_c=t, hour_temperature_c=at_hour, trend_c=trend, precip_mm_day=p,
+        annual_mean_c=cycle.mean_temperature_c, half_range_c=(temps.max(-1) - temps.min(-1)) / 2,
+        annual_precip_mm_day=cycle.annual_precip_mm / 365.2425, seasonality=cycle.seasonality_index,
+    )  # fmt: skip
+
+
+def season_from_climate(c: Climate, surface) -> np.ndarray:
+    """Seasons from the local annual cycle, not from the hemisphere: where the monthly
+    means swing by at least THERMAL_SEASONS_C around the year, winter is the cold third
+    of the cycle, summer the warm third, spring and autumn the warming and cooling
+    thirds in between; elsewhere there is no thermal season (NO_SEASON: wet and dry
+    seasons are told by the rain). At sea only a cold winter counts as a season."""
+    anomaly = c.temperature_c - c.annual_mean_c
+    third = 0.5 * c.half_range_c
+    season = np.where(c.trend_c > 0, SPRING, AUTUMN).astype(np.int8)
+    season[anomaly <= -third] = WINTER
+    season[anomaly >= third] = SUMMER
+    season[c.half_range_c < THERMAL_SEASONS_C] = NO_SEASON
+    sea = surface == SURF_OCEAN
+    season[sea & ~((season == WINTER) & (c.temperature_c <= COLD_SEA_C))] = NO_SEASON
+    return season
+
+
+def warmth_of(c: Climate, surface, tod) -> np.ndarray:
+    """How warm or cold it feels at that hour (bands of the hour's temperature)."""
+    t = c.hour_temperature_c
+    out = np.full(t.shape, MILD, np.int8)
+    out[t < 10.0] = CHILLY
+    out[t < -3.0] = FREEZING
+    out[t < -18.0] = BITTER
+    out[t >= 19.0] = WARM
+    out[t >= 27.0] = HOT
+    out[t >= 34.0] = SCORCHING
+    # Frost: ground near freezing in the cold hours, on land.
+    cold_hours = np.isin(tod, (NIGHT, DAWN, SUNRISE, MORNING))
+    out[(surface != SURF_OCEAN) & cold_hours & (t >= -3.0) & (t < 2.0)] = FROSTY
+    return out
+
+
+def wetness_of(c: Climate) -> np.ndarray:
+    """Rain (or snowfall) at that time of year, against the place's own rhythm."""
+    p, annual = c.precip_mm_day, c.annual_precip_mm_day
+    ratio = p / np.maximum(annual, 1e-3)
+    out = np.full(p.shape, USUAL_RAIN, np.int8)
+    out[p < 0.8] = LITTLE_RAIN
+    out[p >= 3.0] = RAINY
+    out[p >= 7.0] = DELUGE
+    seasonal = c.seasonality >= 0.6
+    out[seasonal & (ratio < 0.35) & (annual >= 0.7)] = DRY_SEASON
+    out[seasonal & (ratio >= 1.7) & (p >= 5.0)] = MONSOON
+    out[(annual < 0.6) & (p < 0.8)] = ARID
+    return out
+
+
+def altitude_of(metres, surface) -> np.ndarray:
+    out = np.full(np.shape(metres), LOWLAND, np.int8)
+    out[metres >= 1000.0] = UPLAND
+    out[metres >= 2000.0] = HIGH_ALTITUDE
+    out[metres >= 3500.0] = EXTREME_ALTITUDE
+    out[surface != SURF_LAND] = LOWLAND
+    return out
+
+
+def snow_of(surface, land_cover, c: Climate) -> np.ndarray:
+    """Snow on the ground (ice on lakes): permanent ice from MODIS, seasonal snow where
+    the day's mean temperature is below freezing (snow lies once the days stay cold)."""
     land = surface == SURF_LAND
-    mountains = terrain == MOUNTAINS
-    continental = coast_km >= 400.0
-    winter = season == WINTER
-    shoulder = (season == SPRING) | (season == AUTUMN)
-    snowy = (
-        (winter & ((alat >= 58) | ((alat >= 45) & continental) | (mountains & (alat >= 28))))
-        | (shoulder & ((alat >= 64) | (mountains & (alat >= 42))))
-        | ((season == SUMMER) & mountains & (alat >= 66))
-    )
-    out = np.where((surface != SURF_OCEAN) & snowy, SEASONAL_SNOW, NO_SNOW).astype(np.int8)
+    out = np.where((surface != SURF_OCEAN) & (c.temperature_c <= SNOW_LIES_C), SEASONAL_SNOW, NO_SNOW)
+    out = out.astype(np.int8)
     out[land & (land_cover == IGBP_SNOW_ICE)] = PERMANENT_ICE
     return out
 
 
-def sea_ice_of(surface, lat, season) -> np.ndarray:
-    north = (lat >= 78) | ((lat >= 68) & ((season == WINTER) | (season == SPRING)))
-    south = (lat <= -72) | ((lat <= -62) & ((season == WINTER) | (season == SPRING)))
-    return ((surface == SURF_OCEAN) & (north | south)).astype(np.int8)
+def sea_ice_of(surface, lat, c: Climate) -> np.ndarray:
+    """Pack ice: air over the sea far below freezing (open water keeps it near 0 degC)."""
+    icy = (c.temperature_c <= SEA_ICE_C) | ((np.abs(lat) >= 80.0) & (c.temperature_c <= 1.5))
+    return ((surface == SURF_OCEAN) & icy).astype(np.int8)
 
 
 def compute_facts(layers: GroundLayers, lon, lat, month=None, day_of_year=None, hour=None) -> Facts:
-    """All facts for points; pass ``month=None`` for time-free facts."""
+    """All facts for points; pass ``month=None`` for time-free facts (the climate
+    facts then stay unknown, -1)."""
     lon = np.asarray(lon, np.float64)
     lat = np.asarray(lat, np.float64)
     st = static_facts(layers, lon, lat)
+    surface = st["surface"]
+    unknown = np.full(lon.shape, -1, np.int8)
+    altitude = altitude_of(layers.elevation_m_at(lon, lat), surface)
     if month is None:
-        season = np.full(lon.shape, -1, np.int8)
-        tod = np.full(lon.shape, -1, np.int8)
+        season = tod = warmth = wetness = unknown
+        snow = np.where(surface == SURF_LAND, np.where(st["land_cover"] == IGBP_SNOW_ICE, PERMANENT_ICE, NO_SNOW), NO_SNOW)
+        sea_ice = np.zeros(lon.shape, np.int8)
     else:
-        season = season_of(lat, month)
+        hour = np.asarray(hour, np.float64)
         tod = time_of_day(lat, day_of_year, hour)
+        c = climate_at(layers, lon, lat, surface, day_of_year, hour)
+        season = season_from_climate(c, surface)
+        warmth = warmth_of(c, surface, tod)
+        wetness = wetness_of(c)
+        snow = snow_of(surface, st["land_cover"], c)
+        sea_ice = sea_ice_of(surface, lat, c)
     return Facts(
-        surface=st["surface"],
+        surface=surface,
         land_cover=st["land_cover"],
         second_cover=st["second_cover"],
         terrain=st["terrain"],
@@ -195,6 +298,9 @@ def compute_facts(layers: GroundLayers, lon, lat, month=None, day_of_year=None, 
         settlement=st["settlement"],
         time_of_day=tod,
         season=season,
-        snow=snow_of(st["surface"], st["land_cover"], st["terrain"], lat, st["coast_km"], season),
-        sea_ice=sea_ice_of(st["surface"], lat, season),
+        snow=np.asarray(snow, np.int8),
+        sea_ice=sea_ice,
+        altitude=altitude,
+        warmth=warmth,
+        wetness=wetness,
     )

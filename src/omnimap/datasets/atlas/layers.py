@@ -4,6 +4,9 @@
 - basemap's land/sea/lake mask (5 arc-min): ocean vs inland water, distance to coast.
 - Shaded relief (1/30 deg): terrain ruggedness (local contrast of the hillshade).
 - GeoNames populated places (>= 500 people): settlement size nearby.
+- ERA5 2000-2025 monthly climate normals (``resources.climate``): temperature and
+  precipitation at the place and date.
+- pvlib's 5-arc-minute elevation (``resources.elevation``): height above sea level.
 
 All lookups are vectorised: arrays of lon/lat in, arrays out.
 """
@@ -19,6 +22,8 @@ from PIL import Image
 from scipy import ndimage
 
 from omnimap.core.errors import DataError
+from omnimap.resources import climate as climate_normals
+from omnimap.resources import elevation as elevation_grid
 from omnimap.resources import packages as resources
 
 N_CLASSES = 17  # IGBP classes 0..16
@@ -144,6 +149,16 @@ class GroundLayers:
         np.add.at(grid, (r, c), 1.0)
         return ndimage.uniform_filter(grid, size=5, mode="wrap") * 25.0
 
+    # The process-wide singletons, not attributes: the layers are sent to spawned
+    # training processes, and those load their own copies.
+    @property
+    def climate(self) -> climate_normals.ClimateNormals:
+        return climate_normals.climate_normals()
+
+    @property
+    def elevation(self) -> elevation_grid.Elevation:
+        return elevation_grid.elevation()
+
     # -- point lookups ---------------------------------------------------------
 
     def land_cover_counts(self, lon, lat, half: int = 2) -> np.ndarray:
@@ -181,3 +196,7 @@ class GroundLayers:
     def places_at(self, lon, lat) -> np.ndarray:
         r, c = _index(lon, lat, (3600, 7200))
         return self.places_nearby[r, c]
+
+    def elevation_m_at(self, lon, lat) -> np.ndarray:
+        """Metres above sea level; 0 where the grid has no data (sea, beyond 85 deg)."""
+        return np.nan_to_num(self.elevation.elevation_m(lon, lat), nan=0.0)

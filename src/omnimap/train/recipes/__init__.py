@@ -5,6 +5,8 @@ Each recipe is a config type (``omnimap.train.config``) and the hooks of
 
     omnimap train atlas [--config FILE] [--out DIR]     # the built-in world atlas
     omnimap train sat2cap --config FILE [--out DIR]     # Sat2Cap on geotagged photos
+    omnimap train soundscape [--out DIR]                # the built-in soundscape model
+    omnimap train geosound --config FILE [--out DIR]    # CLAP on geotagged recordings
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from pathlib import Path
 from omnimap.core.errors import InputError
 from omnimap.train.loop import Recipe, RunResult, train
 from omnimap.train.recipes.atlas import AtlasRecipe
+from omnimap.train.recipes.geosound import GeoSoundRecipe
 from omnimap.train.recipes.sat2cap import Sat2CapRecipe
+from omnimap.train.recipes.soundscape import SoundscapeRecipe
 
-RECIPES: dict[str, type[Recipe]] = {r.config_type.recipe: r for r in (AtlasRecipe, Sat2CapRecipe)}
+RECIPES: dict[str, type[Recipe]] = {
+    r.config_type.recipe: r for r in (AtlasRecipe, Sat2CapRecipe, SoundscapeRecipe, GeoSoundRecipe)
+}
 
 
 def run_recipe(name: str, options: dict, out: Path | None, base_dir: Path | None = None,

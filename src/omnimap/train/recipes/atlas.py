@@ -5,7 +5,9 @@
 Data: places and local times sampled over the world outside a spatial hold-out, the
 facts of the ground there and then (``omnimap.datasets.atlas``), described in words.
 Teacher: MiniLM over the descriptions, through the embedding store (each distinct
-sentence embedded once, ever). Student: a patch CNN over the Blue Marble patch + the
+sentence embedded once, ever); a description is a scene sentence and a moment
+sentence (time, season, weather), and its target is the normalised sum of their
+embeddings. Climate normals and elevation are also inputs of the dynamic encoder. Student: a patch CNN over the Blue Marble patch + the
 dynamic encoder. Samples with the same description or the same facts are not
 negatives of each other. Augmentation: a random shift of the patch by up to ``jitter``
 pixels, per sample.
@@ -58,13 +60,13 @@ class AtlasRecipe(Recipe):
                                         accept=lambda lon, lat: ~self.holdout.near(lon, lat))  # fmt: skip
         log.info("%d samples, %d distinct descriptions", len(self.data), len(self.data.texts))
         self.teacher: Teacher = get_teacher(cfg.teacher)
-        vectors = main_first(world, lambda: self.teacher.embed("text", self.data.texts, progress))
+        vectors = main_first(world, lambda: self.data.target_vectors(self.teacher, progress))
         self.text_vectors = torch.from_numpy(vectors)
         self.imagery = BlueMarbleNative(cfg.patch_size)
         self.patches = torch.from_numpy(
             self.imagery.patches(self.data.lon, self.data.lat, size=cfg.patch_size + 2 * cfg.jitter)
         )
-        self.meta = torch.from_numpy(self.data.metadata())
+        self.meta = torch.from_numpy(self.data.metadata(cfg.climate_inputs))
         self.text_index = torch.from_numpy(self.data.text_index.astype(np.int64))
         # The description id and the facts id: samples agreeing on either mean the same.
         _, fact_ids = np.unique(self.data.facts.matrix(), axis=0, return_inverse=True)
@@ -77,7 +79,7 @@ class AtlasRecipe(Recipe):
                    for s in range(0, len(self.patches), STATS_CHUNK))  # fmt: skip
         mean, std = channel_statistics(centres)
         overhead = {"type": "patch_cnn", "patch_size": p, "mean": mean, "std": std}
-        return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config()}
+        return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config(climate=self.cfg.climate_inputs)}
 
     def labels(self, rows: np.ndarray) -> torch.Tensor:
         return self.label_table[rows]
@@ -99,7 +101,8 @@ class AtlasRecipe(Recipe):
             "teacher": self.teacher.to_config(),
             "imagery": self.imagery.to_config(),
             "holdout": self.holdout.to_json(),
-            "training": {"distinct_descriptions": len(self.data.texts)},
+            "training": {"distinct_descriptions": len(self.data.texts),
+                         "distinct_sentences": len(self.data.parts)},  # fmt: skip
         }
 
     def write_files(self, run_dir: Path) -> None:

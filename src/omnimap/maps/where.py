@@ -1,0 +1,154 @@
+"""The where-and-when entry points the API, CLI and server share: a query of any
+modality embedded by the model's teacher, then located (``maps.locate``) or timed
+(``maps.when``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from omnimap.core.errors import InputError
+from omnimap.datasets.atlas.sampling import HoldOut
+from omnimap.datasets.gallery import (
+    Gallery,
+    atlas_observations,
+    build_from_pairs,
+    build_from_texts,
+    check_coordinates,
+    open_gallery,
+)  # fmt: skip
+from omnimap.geo.bbox import BBox
+from omnimap.geo.grid import LatLonGrid
+from omnimap.geo.place import default_resolution, parse_when, resolve_place
+from omnimap.geo.timefeat import When
+from omnimap.maps.cells import T1, T2, load_cell_head, save_cell_head, train_cell_head
+from omnimap.maps.engine import MapEngine, clean_prompt
+from omnimap.maps.locate import (
+    Posterior,
+    check_method,
+    geoclip_head_for,
+    locate_cells,
+    locate_field,
+    locate_geoclip,
+    locate_knn,
+)  # fmt: skip
+from omnimap.maps.when import TimePosterior, time_posterior, verify_time
+from omnimap.media.audio import read_audio
+from omnimap.models.checkpoint import load_checkpoint
+from omnimap.models.geoclip import GeoClip
+from omnimap.teachers.registry import get_teacher, teacher_from_config
+
+MODALITIES = ("text", "image", "audio")
+# Measured on the atlas hold-out (docs/where-and-when.md): the best method with a gallery.
+DEFAULT_WITH_GALLERY = "knn"
+
+
+def embed_query(engine: MapEngine, query, modality: str = "text") -> tuple[np.ndarray, str]:
+    """(D,) teacher vector of a text, a photo file or an audio file, and a label for it."""
+    if modality == "text":
+        text = clean_prompt(query)
+        return engine.embed_queries([text], "text")[0], text
+    if modality not in MODALITIES:
+        raise InputError(f"query kind must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    path = Path(query)
+    if not path.is_file():
+        raise InputError(f"{modality} query {path.name!r} is not a file")
+    if modality == "image":
+        try:
+            with Image.open(path) as im:
+                item = im.convert("RGB")
+        except (OSError, UnidentifiedImageError):
+            raise InputError(f"{path.name} is not an image this program can read") from None
+    else:
+        item = read_audio(path)
+    return engine.embed_queries([item], modality)[0], path.name
+
+
+def parse_at(at: str | tuple) -> tuple[float, float]:
+    """LON,LAT from text or a pair; InputError when malformed or out of range."""
+    try:
+        lon, lat = (float(v) for v in (at.split(",") if isinstance(at, str) else at))
+    except (TypeError, ValueError):
+        raise InputError(f"--at must be LON,LAT in degrees, got {at!r}") from None
+    check_coordinates([lon], [lat])
+    return lon, lat
+
+
+def _grid(bbox, region, resolution: float | None) -> LatLonGrid:
+    box, _ = resolve_place(bbox, region)
+    return LatLonGrid.from_bbox(box, resolution or default_resolution(box))
+
+
+def locate(
+    query, modality: str = "text", *, when: str | When | None = None,
+    bbox: BBox | str | tuple | None = None, region: str | None = None,
+    resolution: float | None = None, method: str | None = None,
+    gallery: str | Path | Gallery | None = None, model: str | None = None,
+    engine: MapEngine | None = None,
+) -> Posterior:  # fmt: skip
+    """Where was this observed: the posterior over a region's cells and ranked hypotheses."""
+    moment = parse_when(when)
+    grid = _grid(bbox, region, resolution)
+    method = check_method(method or (DEFAULT_WITH_GALLERY if gallery is not None else "field"))
+    if method in ("knn", "cells", "geoclip") and gallery is None:
+        raise InputError(f"--method {method} needs a gallery (--gallery G; omnimap gallery build)")
+    engine = engine or MapEngine(model or "atlas")
+    g = None
+    if gallery is not None:
+        g = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
+        g.check_teacher(engine.teacher)
+        if method == "cells":
+            load_cell_head(g)  # a missing head fails before the query is embedded
+    q, label = embed_query(engine, query, modality)
+    if method == "field":
+        return locate_field(engine, q, grid, moment, label)
+    if method == "knn":
+        return locate_knn(g, q, grid, moment, label, engine.name)
+    if method == "cells":
+        return locate_cells(load_cell_head(g), q, grid, label, engine.name)
+    geoclip = GeoClip.load()
+    return locate_geoclip(geoclip, geoclip_head_for(g, geoclip), q, grid, label, engine.name)
+
+
+def when_posterior(query, at, modality: str = "text", model: str | None = None,
+                   engine: MapEngine | None = None, year: int = 2020) -> TimePosterior:  # fmt: skip
+    lon, lat = parse_at(at)
+    engine = engine or MapEngine(model or "atlas")
+    q, label = embed_query(engine, query, modality)
+    return time_posterior(engine, q, lon, lat, label, year)
+
+
+def verify_timestamp(query, at, when: str | When, modality: str = "text", model: str | None = None,
+                     engine: MapEngine | None = None) -> dict:  # fmt: skip
+    lon, lat = parse_at(at)
+    moment = parse_when(when)
+    engine = engine or MapEngine(model or "atlas")
+    q, _ = embed_query(engine, query, modality)
+    return verify_time(engine, q, lon, lat, moment)
+
+
+def build_gallery(out: str | Path, *, pairs: str | Path | None = None, atlas_samples: int | None = None,
+                  model: str | None = None, teacher: str | None = None,
+                  seed: int = 20_241_109) -> Path:  # fmt: skip
+    """A gallery of the photos of a pairs table (CLIP by default) or of atlas descriptions
+    sampled outside the model's spatial hold-out (the model's teacher by default)."""
+    if (pairs is None) == (atlas_samples is None):
+        raise InputError("give exactly one of pairs or atlas_samples")
+    if pairs is not None:
+        t = get_teacher(teacher or "clip-vit-b32", None if teacher else "clip")
+        return build_from_pairs(out, pairs, t)
+    loaded = load_checkpoint(model or "atlas")
+    t = get_teacher(teacher) if teacher else teacher_from_config(loaded.config["teacher"])
+    holdout = HoldOut.from_json(loaded.config["holdout"])
+    obs = atlas_observations(
+        int(atlas_samples), seed, accept=lambda lon, lat: ~holdout.near(lon, lat)
+    )
+    return build_from_texts(out, obs, t)
+
+
+def train_cells(gallery: str | Path, t1: int = T1, t2: int = T2) -> Path:
+    """Train the PlaNet cell head of a gallery and save it beside the gallery."""
+    g = open_gallery(gallery)
+    return save_cell_head(g, train_cell_head(g, t1, t2))
