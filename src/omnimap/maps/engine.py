@@ -65,6 +65,7 @@ class MapEngine:
     def __init__(
         self, model: str | LoadedModel | None = "atlas", *, field: Field | str | None = None,
         store: ArrayStore | MemoryStore | None = None, use_cache: bool = True,
+        fused_cache_bytes: int = MEMORY_BUDGET_BYTES,
     ):  # fmt: skip
         self.field = field if field is None or isinstance(field, Field) else Field.open(field)
         if model is None:
@@ -83,7 +84,7 @@ class MapEngine:
         self.teacher = teacher_from_config(self.model.config["teacher"])
         self.store = store if store is not None else ArrayStore("cells")
         self.use_cache = use_cache
-        self._fused: LRUCache[np.ndarray] = LRUCache(64, MEMORY_BUDGET_BYTES, lambda a: a.nbytes)
+        self._fused: LRUCache[np.ndarray] = LRUCache(64, fused_cache_bytes, lambda a: a.nbytes)
 
     @property
     def name(self) -> str:
