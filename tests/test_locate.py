@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from omnimap.cli.main import app
-from omnimap.core.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError, OmnimapError
 from omnimap.core.store import ArrayStore
 from omnimap.datasets.gallery import Observations, build_from_texts, open_gallery
 from omnimap.eval.geolocation import accuracy
@@ -194,30 +194,34 @@ def test_accuracy_rows():
 runner = CliRunner()
 
 
-def _run(args):
-    from omnimap.cli.main import main  # noqa: F401  (exit codes: main maps errors to 2)
-
-    result = runner.invoke(app, args, catch_exceptions=True)
-    return result
-
-
 @pytest.mark.parametrize("args, message", [
-    (["locate", "   ", "--resolution", "2"], "prompt is empty"),
     (["locate", "snow", "--method", "nearest"], "--method"),
     (["locate", "snow", "--method", "knn"], "needs a gallery"),
+    (["locate", "snow", "--method", "cells"], "needs a gallery"),
+    (["locate", "snow", "--out", "where.png"], "--out must end in .tif"),
     (["when", "snow", "--at", "10,95"], "out of range"),
     (["when", "snow", "--at", "ten"], "LON,LAT"),
     (["verify", "snow", "--at", "200,0", "--when", "2024-01-01T10:00"], "out of range"),
+    (["locate", "snow", "--gallery", "no-such-gallery", "--method", "knn"], "not a gallery"),
 ])  # fmt: skip
 def test_cli_bad_input(args, message, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*args, "--model", str(tiny_model_dir)])
+    assert isinstance(result.exception, OmnimapError), result.output
+    assert message in str(result.exception)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bad_input_exits_2_with_one_line(tiny_model_dir, tmp_path):
     import subprocess
     import sys
 
-    monkeypatch.chdir(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "omnimap.cli", *args, "--model", str(tiny_model_dir)],
+    out = subprocess.run([sys.executable, "-m", "omnimap.cli", "locate", "   ", "--model",
+                          str(tiny_model_dir), "--out", str(tmp_path / "w.tif")],
                          capture_output=True, text=True)  # fmt: skip
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "error: prompt is empty; describe what to map, e.g. 'snow-covered mountains'"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -248,7 +252,9 @@ def test_fusion_keeps_cells_without_observations_and_leans_on_near_ones(engine, 
     lon = np.array([2.35, 2.40, 120.0])  # at, near, far from the Paris observation
     lat = np.array([48.85, 48.90, -30.0])
     cells = engine.embedder.fused(lon, lat, None, "no_time")
-    blended, alpha = fuse(cells, lon, lat, g)
+    from omnimap.maps.fusion import predicted_at
+
+    blended, alpha = fuse(cells, lon, lat, g, predicted_at(engine, g, None))
     np.testing.assert_allclose(blended[2].astype(np.float32), cells[2], atol=1e-3)
     assert alpha[2] == 0 and alpha[0] > alpha[1] > 0
     obs = g.embeddings[2].astype(np.float32)
@@ -271,7 +277,9 @@ def test_locate_endpoint(tiny_model_dir, tmp_path):
     from omnimap.serve.app import create_app
 
     client = TestClient(create_app(str(tiny_model_dir), static_dir=tmp_path / "none"))
-    r = client.get("/locate", params={"q": "snow on the mountains", "bbox": "0,40,10,50", "resolution": "1"})
+    r = client.get(
+        "/locate", params={"q": "snow on the mountains", "bbox": "0,40,10,50", "resolution": "1"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["type"] == "FeatureCollection" and body["posterior"]["shape"] == [10, 10]

@@ -64,7 +64,8 @@ def evaluate_fusion(model: str = "atlas", fractions=(0.01, 0.1), resolution: flo
         observed = np.zeros(len(lon), bool)
         observed[order[: int(round(f * len(lon)))]] = True
         g = _observations(engine, layers, lon[observed], lat[observed], rng)
-        blended, _ = fuse(cells, lon, lat, g)
+        predicted = cells[observed].astype(np.float32)  # the student at the observed cells
+        blended, _ = fuse(cells, lon, lat, g, predicted)
         runs[f"{100 * f:g}%"] = (blended, observed)
     result = {"cells": len(lon), "resolution_deg": resolution, "runs": {}}
     for name, (emb, observed) in runs.items():
