@@ -25,7 +25,8 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[atlas,sound,dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# The web page is part of the package (setup.py builds it into wheels too).
+install: $(VENV)/.installed web
 
 dev: $(VENV)/.dev-installed
 

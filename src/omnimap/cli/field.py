@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from omnimap.cli.options import BBoxOpt, RegionOpt
+from omnimap.core.fileio import check_output_dir
 from omnimap.fields.store import DEFAULT_CHUNK
 
 field_app = typer.Typer(
@@ -38,6 +39,7 @@ def build_command(
     world). An interrupted build resumes: run the same command again."""
     from omnimap.fields.build import build_field
 
+    check_output_dir(out)
     r = build_field(out, resolution=resolution, bbox=bbox, region=region, model=model,
                     dtype=dtype, engine=engine, workers=workers, chunk=chunk)  # fmt: skip
     typer.echo(

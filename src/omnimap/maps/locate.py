@@ -9,7 +9,8 @@
 - ``geoclip``: the query mapped into GeoCLIP's space by a linear head (ridge regression
   from teacher vectors of a gallery to GeoCLIP location embeddings of their positions),
   then GeoCLIP's softmax over its 100k GPS gallery;
-- the posterior of ``knn`` and ``geoclip`` on the grid is a kernel density of their
+- ``cells`` (PlaNet): a classifier over adaptive S2 cells of a gallery (maps/cells.py);
+- the posterior of ``knn``, ``cells`` and ``geoclip`` on the grid is a kernel density of their
   weighted points (von Mises-Fisher kernel).
 
 Every method gives a :class:`Posterior`: probabilities over the grid cells (sum 1), and
@@ -40,12 +41,13 @@ from omnimap.geo.sphere import (
     unit_vectors,
 )
 from omnimap.geo.timefeat import When, local_times
+from omnimap.maps.cells import CellHead
 from omnimap.maps.engine import MapEngine
 from omnimap.maps.geojson import write_points
 from omnimap.maps.result import MapResult
 from omnimap.models.geoclip import GeoClip
 
-METHODS = ("field", "knn", "geoclip")
+METHODS = ("field", "knn", "cells", "geoclip")
 CALIBRATION_FILE = "locate.json"
 DEFAULT_FIELD_TEMPERATURE = 0.02  # used only until a calibration is fitted
 KNN_K = 32
@@ -350,6 +352,16 @@ def locate_geoclip(geoclip: GeoClip, head: GeoClipHead | None, q: np.ndarray, gr
     prob = density_on_grid(grid, lon, lat, p / p.sum(), bandwidth_km=50.0)
     hyps = _masses(grid, prob, lon[:HYPOTHESES], lat[:HYPOTHESES])
     return Posterior(grid, prob, "geoclip", query, hyps, None, model)
+
+
+def locate_cells(head: CellHead, q: np.ndarray, grid: LatLonGrid, query: str = "",
+                 model: str = "") -> Posterior:  # fmt: skip
+    """PlaNet: the cell classifier's probabilities, placed at each cell's observations' mean."""
+    p = head.probabilities(q)[0]
+    prob = density_on_grid(grid, head.lon, head.lat, p, bandwidth_km=100.0)
+    top = np.argsort(-p)[:HYPOTHESES]
+    return Posterior(grid, prob, "cells", query, _masses(grid, prob, head.lon[top], head.lat[top]),
+                     None, model)  # fmt: skip
 
 
 def write_calibration(engine: MapEngine, data: dict) -> Path:
