@@ -41,6 +41,7 @@ from omnimap.train.loop import Recipe
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = "species, sounds and words about sounds by place, week, hour (CC BY-NC-SA 4.0)"
 PROBE_POINTS = 2_000  # samples whose occurrences choose the held-out species
 
 
@@ -150,6 +151,7 @@ class SoundscapeRecipe(Recipe):
         """What ``omnimap evaluate soundscape`` and the model card read besides the loop's."""
         labels = self.teacher.labels
         return {
+            "description": DESCRIPTION,
             "teacher": self.teacher.to_config(),
             "imagery": self.imagery.to_config(),
             "holdout": self.holdout.to_json(),
