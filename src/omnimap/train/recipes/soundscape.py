@@ -53,8 +53,8 @@ class SoundscapeConfig(AtlasConfig):
 
     name: str = "soundscape"
     teacher: str = "soundscape"
-    samples: int = 40_000
-    steps: int = 1_500
+    samples: int = 30_000
+    steps: int = 1_200
     batch_size: int = 256
     queue_size: int = 4_096
     warmup_steps: int = 100
