@@ -1,5 +1,6 @@
 """Inputs a user meets: each bad one is one line and exit code 2, before any work."""
 
+import io
 import os
 import subprocess
 import sys
@@ -63,3 +64,31 @@ def test_any_script_renders_in_the_title_without_glyph_warnings(prompt, tmp_path
     assert all(k or t == MISSING_GLYPH for k, t in zip(kept, text, strict=True))
     if prompt.startswith("Zürich"):
         assert text == prompt
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("where", ["terminal", "pipe", "quiet"])
+def test_progress_bar_only_on_a_terminal_and_not_quiet(tiny_model_dir, monkeypatch, where):
+    from omnimap.core.progress import QUIET_ENV
+    from omnimap.geo.bbox import BBox
+    from omnimap.geo.grid import LatLonGrid
+    from omnimap.maps import engine as engine_mod
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setenv(QUIET_ENV, "")
+    monkeypatch.setattr(engine_mod, "CHUNK_CELLS", 50)  # a "big" grid of 400 cells
+    stream = _Terminal() if where != "pipe" else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    if where == "quiet":
+        code, _, _ = run_cli("--quiet", "cache", "info")
+        assert code == 0 and os.environ[QUIET_ENV] == "1"
+        monkeypatch.setattr(sys, "stderr", stream)
+    engine = engine_mod.MapEngine(str(tiny_model_dir), use_cache=False)
+    grid = LatLonGrid.from_bbox(BBox(0, 30, 20, 50), 1.0)
+    engine.score("snow", grid)
+    shown = "map:" in stream.getvalue() and "cell/s" in stream.getvalue()
+    assert shown == (where == "terminal"), stream.getvalue()

@@ -39,7 +39,14 @@ from omnimap.serve.openapi import (
     binary,
     geojson,
 )  # fmt: skip
-from omnimap.serve.service import Busy, EngineScorer, MapService, Scorer
+from omnimap.serve.service import (
+    DEFAULT_CACHE_MB,
+    Busy,
+    EngineScorer,
+    MapService,
+    Scorer,
+    cache_budget,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +111,7 @@ def create_app(
     scorer: Scorer | None = None,
     basemap_url: str | None = None,
     static_dir: Path = STATIC_DIR,
-    tile_cache_mb: int = 256,
+    cache_mb: int = DEFAULT_CACHE_MB,
 ) -> FastAPI:
     """The server for one model, or one embedding field (and its model), fixed here.
 
@@ -113,7 +120,8 @@ def create_app(
     the scores; without it the page uses only this server.
     """
     basemap = params.basemap_url(basemap_url) if basemap_url else None
-    service = MapService(scorer or EngineScorer(model, field), tile_cache_mb * 1024**2)
+    service = MapService(scorer or EngineScorer(model, field, cache_mb),
+                         cache_budget(cache_mb)["tiles"])  # fmt: skip
     assets = load_assets(static_dir)
     policy = _page_policy(basemap[1] if basemap else None)
 

@@ -16,9 +16,10 @@ import math
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -37,6 +38,8 @@ from omnimap.maps.render import color_limits
 from omnimap.maps.result import MapResult
 from omnimap.maps.stac import COLORBAR_LABEL, UNITS_NOTE
 from omnimap.serve import tiles
+
+T = TypeVar("T")
 
 # Whole-world maps give each prompt and time its colour limits and its search hits;
 # 1 deg (65k cells) is coarse enough to compute while a page waits for tiles.
@@ -173,6 +176,11 @@ class MapService:
     def _score(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray:
         with self._model_lock:
             return self.scorer.score(prompt, grid, when)
+
+    def run_model(self, job: Callable[[], T]) -> T:
+        """Run ``job`` under the model lock (queries other than tiles, e.g. /locate)."""
+        with self._model_lock:
+            return job()
 
     def _score_sliced(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray:
         """A long grid's scores, slice by slice of rows, the lock taken per slice."""
