@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from common import best_of, save
 from omnimap.core.store import ArrayStore
+from omnimap.examples.sound import chirps
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.maps.engine import MapEngine
@@ -34,16 +33,10 @@ from omnimap.teachers.birdnet import BirdNetMeta
 META_SAMPLE = 65_536  # cells the meta model is timed on
 
 
-def chirps(path: Path, seconds: float = 30.0, rate: int = 44_100) -> Path:
+def write_clip(path: Path, seconds: float = 30.0) -> Path:
     import soundfile as sf
 
-    t = np.arange(int(seconds * rate)) / rate
-    x = np.random.default_rng(0).standard_normal(len(t)) * 0.01
-    for start in np.arange(0.5, seconds - 1, 1.3):
-        m = (t >= start) & (t < start + 0.3)
-        f = 2500 + 6000 * (t[m] - start)
-        x[m] += 0.3 * np.sin(2 * np.pi * np.cumsum(f) / rate) * np.hanning(m.sum())
-    sf.write(path, x.astype(np.float32), rate)
+    sf.write(path, *chirps(seconds, rate=44_100))
     return path
 
 
@@ -70,7 +63,7 @@ def main(resolution: float = 0.25) -> dict:
 
         europe = LatLonGrid.from_bbox(BBox(-25, 34, 45, 72), 0.1)
         engine.score_vectors(teacher.embed("species", ["Hirundo rustica"]), europe, None)  # cache o
-        clip_path = chirps(Path(tmp) / "clip.wav")
+        clip_path = write_clip(Path(tmp) / "clip.wav")
         t = time.perf_counter()
         clip = read_audio(clip_path)
         q = teacher.embed("audio", [clip])

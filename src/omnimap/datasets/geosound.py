@@ -18,6 +18,7 @@ import numpy as np
 
 from omnimap.core.errors import InputError
 from omnimap.geo.timefeat import LocalTime, metadata_features, split_datetime64
+from omnimap.media.audio import read_audio
 
 REQUIRED = ("audio", "lon", "lat")
 
@@ -98,3 +99,15 @@ def open_audio_pairs(path: str | Path) -> AudioPairs:
         source=[str(r.get("source") or "") for r in rows],
         caption=[(str(r["caption"]).strip() or None) if r.get("caption") else None for r in rows],
     )  # fmt: skip
+
+
+def clap_targets(teacher, data: AudioPairs, caption_weight: float, progress: bool) -> np.ndarray:
+    """(N, D) unit targets: each clip's audio vector, mixed with its caption's."""
+    clips = [read_audio(data.path(i)) for i in range(len(data))]
+    audio = teacher.embed("audio", clips, progress)
+    out = audio.copy()
+    rows = [i for i, c in enumerate(data.caption) if c]
+    if rows and caption_weight > 0:
+        text = teacher.embed("text", [data.caption[i] for i in rows])
+        out[rows] = (1 - caption_weight) * audio[rows] + caption_weight * text
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from omnimap.core.errors import InputError
-from omnimap.datasets.geosound import AudioPairs, open_audio_pairs
-from omnimap.media.audio import read_audio
+from omnimap.datasets.geosound import clap_targets, open_audio_pairs
 from omnimap.models.dynamic import dynamic_config
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.sources.config import source_from_config
@@ -54,18 +53,6 @@ class GeoSoundConfig(TrainConfig):
             (self.patch_size >= 4 and self.jitter >= 0, "patch_size must be >= 4, jitter >= 0"),
             (0.0 <= self.caption_weight <= 1.0, "caption_weight must be within 0..1"),
         ]  # fmt: skip
-
-
-def clap_targets(teacher, data: AudioPairs, caption_weight: float, progress: bool) -> np.ndarray:
-    """(N, D) unit targets: each clip's audio vector, mixed with its caption's."""
-    clips = [read_audio(data.path(i)) for i in range(len(data))]
-    audio = teacher.embed("audio", clips, progress)
-    out = audio.copy()
-    rows = [i for i, c in enumerate(data.caption) if c]
-    if rows and caption_weight > 0:
-        text = teacher.embed("text", [data.caption[i] for i in rows])
-        out[rows] = (1 - caption_weight) * audio[rows] + caption_weight * text
-    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
 
 class GeoSoundRecipe(Recipe):
@@ -119,5 +106,5 @@ class GeoSoundRecipe(Recipe):
 
     def checkpoint_config(self) -> dict:
         return {"teacher": self.teacher.to_config(), "imagery": self.imagery.to_config(),
-                "training": {"clips": len(self.data),
+                "training": {"clips": len(self.data), "caption_weight": self.cfg.caption_weight,
                              "captions": sum(c is not None for c in self.data.caption)}}  # fmt: skip

@@ -41,6 +41,7 @@ from omnimap.train.loop import Recipe
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = "species, sounds and words about sounds by place, week, hour (CC BY-NC-SA 4.0)"
 PROBE_POINTS = 2_000  # samples whose occurrences choose the held-out species
 
 
@@ -52,8 +53,8 @@ class SoundscapeConfig(AtlasConfig):
 
     name: str = "soundscape"
     teacher: str = "soundscape"
-    samples: int = 40_000
-    steps: int = 1_500
+    samples: int = 30_000
+    steps: int = 1_200
     batch_size: int = 256
     queue_size: int = 4_096
     warmup_steps: int = 100
@@ -150,6 +151,7 @@ class SoundscapeRecipe(Recipe):
         """What ``omnimap evaluate soundscape`` and the model card read besides the loop's."""
         labels = self.teacher.labels
         return {
+            "description": DESCRIPTION,
             "teacher": self.teacher.to_config(),
             "imagery": self.imagery.to_config(),
             "holdout": self.holdout.to_json(),
