@@ -46,9 +46,18 @@ T = TypeVar("T")
 WORLD_RESOLUTION = 1.0
 WORLD_CACHE_ENTRIES = 64
 TILE_CACHE_ENTRIES = 4096
-# Overhead embeddings (float16): ~13 MB a tile and 50 MB for the world grid with
-# the atlas's 384 dimensions, so ~70 tiles.
-OVERHEAD_CACHE_BYTES = 1024**3
+# --cache-mb is split between the caches: overhead embeddings (float16: ~13 MB a
+# tile and 50 MB for the world grid with the atlas's 384 dimensions), fused (per
+# time) embeddings of the same grids, and rendered PNG tiles (~50-150 kB each).
+DEFAULT_CACHE_MB = 1024
+CACHE_SHARES = {"overhead": 0.5, "fused": 0.25, "tiles": 0.25}
+
+
+def cache_budget(cache_mb: int) -> dict[str, int]:
+    """Bytes of each server cache for a total of ``cache_mb`` MB."""
+    return {name: int(share * cache_mb * 1024**2) for name, share in CACHE_SHARES.items()}
+
+
 # Long grids are scored in slices of about this many cells (a tile's grid at most
 # zooms), each under the model lock on its own, so tiles interleave with them.
 SLICE_CELLS = 65_536
@@ -78,9 +87,11 @@ class EngineScorer:
     grids outside the field come back as nodata."""
 
     def __init__(self, model: str | None = None, field: str | None = None,
-                 overhead_cache_bytes: int = OVERHEAD_CACHE_BYTES):  # fmt: skip
+                 cache_mb: int = DEFAULT_CACHE_MB):  # fmt: skip
+        budget = cache_budget(cache_mb)
         self.engine = MapEngine(model or ("atlas" if field is None else None), field=field,
-                                store=MemoryStore(overhead_cache_bytes))  # fmt: skip
+                                store=MemoryStore(budget["overhead"]),
+                                fused_cache_bytes=budget["fused"])  # fmt: skip
         self.name = self.engine.name
         f = self.engine.field
         self.key = self.engine.model.key + (f"|{f.content_digest()}" if f is not None else "")
