@@ -37,3 +37,36 @@ def test_transient_shares_count_only_real_nights_and_days():
     assert out["cells"] == 2
     assert out["night_share"] == pytest.approx(0.5) and out["day_share"] == pytest.approx(0.5)
     assert out["night_top1_share"] == pytest.approx(0.5)
+
+
+def test_card_renders_climate_tropics_and_class_sections():
+    import json
+    from pathlib import Path
+
+    from omnimap.eval.card import render_card
+
+    config = json.loads((Path(__file__).parent / "data" / "atlas-v1" / "config.json").read_text())
+    config["training"] = {**config["training"], "steps": 7000, "step": 2000}
+    config["dynamic"] = {"inputs": 17, "hidden": 64, "climate": True}
+    modes = {"full": {d: {"R@1": 0.1, "R@5": 0.2, "R@10": 0.3, "median_rank": 9}
+                      for d in ("overhead_to_ground", "ground_to_overhead")}}  # fmt: skip
+    month = {"heat_vs_temperature": 0.7, "rain_vs_precipitation": 0.55}
+    climate = {"cells": 100, "resolution": 0.5, "heat_prompt": "h", "rain_prompt": "r",
+               "january": month, "july": month, "july_minus_january": 0.8}  # fmt: skip
+    tropics = [{"prompt": "p", "when": "w", "ratio": 1.1, "row_mean_ratio": 1.4, "ok": True}]
+    metrics = {
+        "retrieval": {"samples": 10, "distinct_descriptions": 5, "modes": modes}, "holdout_blocks": 3, "time": [],
+        "land_cover": {"cells": 5, "no_time": {"prompts": {}, "mean_auc": 0.5}, "imagery_only": {"prompts": {}, "mean_auc": 0.5}},
+        "climate": climate, "tropics": tropics,
+        "baseline": {"model": "atlas-v1", "climate": {**climate, "july_minus_january": 0.6},
+                     "tropics": [{**tropics[0], "ratio": 3.0}]},
+        "classes": {"igbp": {"cells": 9, "resolution": 0.1, "groups": list(GROUPS),
+                             "methods": {"map": {"accuracy": 0.61, "macro_f1": 0.42}}},
+                    "transient": {"cells": 7, "midnight": "m", "noon": "n", "night_share": 0.97,
+                                  "day_share": 0.96, "night_top1_share": 0.99, "day_top1_share": 0.98}},
+    }  # fmt: skip
+    card = render_card(config, metrics)
+    assert "| (July - January) heat map vs temperature change | 0.800 | 0.600 |" in card
+    assert "| p | w | 1.10 | 1.40 | 3.00 |" in card
+    assert "| map | 0.610 | 0.420 |" in card and "0.970" in card
+    assert "checkpoint written at step 2,000" in card and "5 climate values" in card

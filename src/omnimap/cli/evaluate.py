@@ -149,3 +149,20 @@ def evaluate_soundscape_command(
         card_path = loaded.path / "MODEL_CARD.md"
         write_text_atomic(card_path, render_card(loaded.config, metrics))
         typer.echo(f"written {card_path}")
+
+
+@evaluate_app.command("geosound")
+def evaluate_geosound_command(
+    model: Annotated[str, typer.Option("--model", help="A trained geosound run directory.")],
+    pairs: Annotated[Path, typer.Option(help="Held-out audio pairs table (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geosound-metrics.json"),
+) -> None:
+    """Overhead <-> sound retrieval on held-out clips: R@10/R@100/median rank, with and
+    without time."""
+    from omnimap.core.fileio import write_json_atomic
+    from omnimap.eval.geosound import evaluate_geosound, format_table
+
+    metrics = evaluate_geosound(model, pairs)
+    write_json_atomic(out, metrics)
+    typer.echo(format_table(metrics))
+    typer.echo(f"written {out}")

@@ -13,6 +13,7 @@ import typer
 from omnimap.cli.classes import ClassesOpt, class_map_command
 from omnimap.cli.options import BBoxOpt, FieldOpt, ModelOpt, RegionOpt, ResolutionOpt, WhenOpt
 from omnimap.core.errors import InputError
+from omnimap.core.fileio import check_output_file
 
 
 def default_out(prompt: str) -> Path:
@@ -55,6 +56,7 @@ def map_command(
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
+    check_output_file(out)
     if audio is not None:
         result = map_audio(audio, bbox, region, resolution, when, model)
     else:
@@ -108,6 +110,9 @@ def search_command(
     that best match a prompt."""
     from omnimap import api
 
+    for path, what in ((geojson, "--geojson"), (sheet, "--sheet")):
+        if path is not None:
+            check_output_file(path, what)
     if pairs is not None:
         if field is not None or bbox is not None or region is not None:
             raise InputError("--pairs searches its own samples: leave out --field/--bbox/--region")

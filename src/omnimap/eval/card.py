@@ -69,6 +69,17 @@ def _retrieval_table(modes: dict) -> list[str]:
     return rows
 
 
+def _stopped_early(t: dict) -> str:
+    """A note when the shipped weights are a checkpoint taken before the schedule's end."""
+    step = int(t.get("step", t["steps"]))
+    if step >= t["steps"]:
+        return ""
+    cycle_end = t["warmup_steps"] + (t["restart_period"] or (t["steps"] - t["warmup_steps"]) // 3)
+    return (f" **These weights are the checkpoint written at step {step:,}**, near the end of the first "
+            f"cosine cycle (step {cycle_end:,}): the run was stopped there to fit the time budget on a CPU "
+            "shared with other jobs.")  # fmt: skip
+
+
 def _dynamic_inputs(config: dict) -> str:
     if config.get("dynamic", {}).get("climate"):
         return ("12 sin/cos values of place and time + 5 climate values: annual mean temperature and "
@@ -142,9 +153,10 @@ def render_card(config: dict, metrics: dict) -> str:
         f"{t['overhead_dropout']} per sample, so one model serves every ablation and the time-free map.",
         f"- AdamW lr {t['lr']} (from scratch), betas {tuple(t['betas'])}, eps {t['eps']}, weight decay {t['weight_decay']}; "
         f"{t['warmup_steps']} warm-up steps then cosine annealing with warm restarts (T_0 {t['restart_period'] or (t['steps'] - t['warmup_steps']) // 3}, T_mult 2); "
-        f"{t['steps']:,} steps of {t['batch_size']}.",
+        f"{t['steps']:,} steps of {t['batch_size']}." + _stopped_early(t),
         f"- Cost here: {t['prep_seconds']:.0f} s building data (teacher included) + {t['train_seconds']:.0f} s training "
-        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas --out runs/atlas` (seed {t['seed']}).",
+        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas --out runs/atlas"
+        f"{'' if t['steps'] == 9000 else ' --steps ' + str(t['steps'])}` (seed {t['seed']}).",
         "",
         "## Evaluation (spatial hold-out)",
         f"{metrics['holdout_blocks']} whole 10-degree blocks never seen in training (nor within "

@@ -192,21 +192,36 @@ def field_log_posterior(scores: np.ndarray, lat: np.ndarray, temperature: float)
     return logits - logsumexp(logits, axis=1, keepdims=True)
 
 
+def field_temperature(engine: MapEngine | None, when: When | None) -> float:
+    """The softmax temperature of the field posterior: fitted on held-out data for the
+    model (with and without time), else the default."""
+    fitted = calibration(engine).get("field", {}) if engine is not None else {}
+    key = "temperature_time" if when is not None else "temperature"
+    return float(fitted.get(key, DEFAULT_FIELD_TEMPERATURE))
+
+
+def posterior_from_scores(grid: LatLonGrid, scores: np.ndarray, temperature: float,
+                          when: When | None = None, query: str = "", model: str = "",
+                          inside: np.ndarray | None = None) -> Posterior:  # fmt: skip
+    """The field posterior of a query's (rows, cols) score map; ``inside`` (a mask)
+    keeps it within a country or continent."""
+    _, lat = cell_lonlat(grid)
+    finite = np.where(np.isfinite(scores), scores, -np.inf)  # nodata cells get no mass
+    logp = field_log_posterior(finite.reshape(1, -1), lat, temperature)
+    prob = np.exp(logp)[0].reshape(grid.shape)
+    if inside is not None:
+        prob = np.where(inside, prob, 0.0)
+        prob /= max(float(prob.sum()), 1e-300)
+    return Posterior(grid, prob.astype(np.float32), "field", query,
+                     hypotheses_from_grid(grid, prob), when, model)  # fmt: skip
+
+
 def locate_field(engine: MapEngine, q: np.ndarray, grid: LatLonGrid, when: When | None,
                  query: str = "", temperature: float | None = None) -> Posterior:  # fmt: skip
     if temperature is None:
-        temperature = float(
-            calibration(engine)
-            .get("field", {})
-            .get(
-                "temperature_time" if when is not None else "temperature", DEFAULT_FIELD_TEMPERATURE
-            )
-        )
-    scores = engine.score_vectors(np.atleast_2d(q), grid, when).reshape(1, -1)
-    _, lat = cell_lonlat(grid)
-    prob = np.exp(field_log_posterior(scores, lat, temperature))[0].reshape(grid.shape)
-    return Posterior(grid, prob.astype(np.float32), "field", query,
-                     hypotheses_from_grid(grid, prob), when, engine.name)  # fmt: skip
+        temperature = field_temperature(engine, when)
+    scores = engine.score_vectors(np.atleast_2d(q), grid, when).reshape(grid.shape)
+    return posterior_from_scores(grid, scores, temperature, when, query, engine.name)
 
 
 # -- knn ---------------------------------------------------------------------------

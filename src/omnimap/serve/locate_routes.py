@@ -2,50 +2,62 @@
 
 Replies with GeoJSON: the ranked hypotheses (probability mass, confidence radius) as
 points, and the posterior over the region's cells (row-major from the north-west,
-rounded) for the page to draw. Runs the ``field`` method (the server's model only; no
-gallery is loaded by the server)."""
+rounded) for the page to draw. Runs the ``field`` method on the server's own scores
+(no gallery is loaded by the server)."""
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from omnimap.core.errors import DataError, InputError
-from omnimap.geo.bbox import BBox
+from omnimap.core.errors import InputError
 from omnimap.geo.grid import LatLonGrid
-from omnimap.geo.place import resolve_place
+from omnimap.geo.place import area_mask
+from omnimap.geo.regions import Region
 from omnimap.maps.geojson import points_collection
-from omnimap.maps.locate import locate_field
+from omnimap.maps.locate import field_temperature, posterior_from_scores
 from omnimap.serve import params
+from omnimap.serve.openapi import (
+    BAD_REQUEST,
+    UNAVAILABLE,
+    BBoxParam,
+    Prompt,
+    RegionParam,
+    Resolution,
+    When,
+    geojson,
+)  # fmt: skip
+from omnimap.serve.service import MapService
 
 router = APIRouter()
 DEFAULT_RESOLUTION = 1.0
 MAX_CELLS = 260_000  # the world at 0.5 deg
-_lock = threading.Lock()  # one posterior at a time: torch and the engine caches are shared
 
 
-def _grid(bbox: str | None, region: str | None, resolution: str | None) -> LatLonGrid:
+def _grid(place: Region, resolution: str | None, lattice: float | None) -> LatLonGrid:
     try:
         res = float(resolution) if resolution else DEFAULT_RESOLUTION
     except ValueError:
         raise InputError(f"resolution must be a number of degrees, got {resolution[:20]!r}") from None
     if not 0.05 <= res <= 10:
         raise InputError("resolution must be between 0.05 and 10 degrees")
-    box, _ = resolve_place(bbox, region) if (bbox or region) else (BBox.world(), "World")
-    grid = LatLonGrid.from_bbox(box, res)
+    if lattice is not None:  # a field-backed server: whole multiples of the field's cells
+        res = lattice * max(1, round(res / lattice))
+    grid = LatLonGrid.from_bbox(place.bbox, res, check_size=False)
     if grid.size > MAX_CELLS:
         raise InputError(f"{grid.size:,} cells are more than /locate computes ({MAX_CELLS:,}); use a coarser resolution")
     return grid
 
 
-def _locate(engine, prompt: str, when, grid: LatLonGrid) -> dict:
-    with _lock:
-        q = engine.embed_queries([prompt])[0]
-        post = locate_field(engine, q, grid, when, prompt)
+def _locate(service: MapService, prompt: str, when, grid: LatLonGrid, place: Region) -> dict:
+    # The server's own scoring path (model lock, any scorer); the model's fitted
+    # temperature where the scorer has a model.
+    scores = service.run_model(lambda: service.scorer.score(prompt, grid, when))
+    temperature = field_temperature(getattr(service.scorer, "engine", None), when)
+    post = posterior_from_scores(grid, scores, temperature, when, prompt, service.scorer.name,
+                                 inside=area_mask(place, grid))  # fmt: skip
     points = [{"lon": h.lon, "lat": h.lat, "rank": h.rank, "mass": h.mass, "radius_km": h.radius_km}
               for h in post.hypotheses]  # fmt: skip
     return points_collection(
@@ -55,14 +67,16 @@ def _locate(engine, prompt: str, when, grid: LatLonGrid) -> dict:
     )  # fmt: skip
 
 
-@router.get("/locate")
-async def locate(request: Request, q: str | None = None, when: str | None = None,
-                 bbox: str | None = None, region: str | None = None,
-                 resolution: str | None = None) -> JSONResponse:  # fmt: skip
+@router.get("/locate", response_class=JSONResponse, responses={
+    **geojson("Ranked hypotheses (probability mass, confidence radius) as points, and the "
+              "posterior over the place's cells."),
+    **BAD_REQUEST, **UNAVAILABLE,
+})  # fmt: skip
+async def locate(request: Request, q: Prompt, when: When = None, bbox: BBoxParam = None,
+                 region: RegionParam = None, resolution: Resolution = None) -> JSONResponse:  # fmt: skip
     prompt, moment = params.prompt(q), params.when(when)
-    grid = _grid(bbox, region, resolution)
-    engine = getattr(request.app.state.service.scorer, "engine", None)
-    if engine is None:
-        raise DataError("this server's scorer has no model to locate with")
-    body = await run_in_threadpool(_locate, engine, prompt, moment, grid)
+    place = await run_in_threadpool(params.area, bbox, region)
+    service: MapService = request.app.state.service
+    grid = _grid(place, resolution, service.scorer.lattice)
+    body = await run_in_threadpool(_locate, service, prompt, moment, grid, place)
     return JSONResponse(body, media_type="application/geo+json")
