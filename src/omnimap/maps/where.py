@@ -23,7 +23,7 @@ from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.place import default_resolution, parse_when, resolve_place
 from omnimap.geo.timefeat import When
-from omnimap.maps.cells import T1, T2, load_cell_head, save_cell_head, train_cell_head
+from omnimap.maps.cells import HEAD_FILE, T1, T2, load_cell_head, save_cell_head, train_cell_head
 from omnimap.maps.engine import MapEngine, clean_prompt
 from omnimap.maps.locate import (
     Posterior,
@@ -41,8 +41,8 @@ from omnimap.models.geoclip import GeoClip
 from omnimap.teachers.registry import get_teacher, teacher_from_config
 
 MODALITIES = ("text", "image", "audio")
-# The best measured on the atlas hold-out (docs/where-and-when.md): field, time given,
-# had the lowest median error and the most within 750 and 2,500 km.
+# The best measured on the atlas hold-out (docs/where-and-when.md): without a gallery the
+# field; with one, on the current descriptions, cells (when its head is trained), then knn.
 DEFAULT_METHOD = "field"
 
 
@@ -92,6 +92,9 @@ def locate(
     """Where was this observed: the posterior over a region's cells and ranked hypotheses."""
     moment = parse_when(when)
     grid = _grid(bbox, region, resolution)
+    if method is None and gallery is not None:
+        g0 = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
+        method = "cells" if (g0.path / HEAD_FILE).is_file() else "knn"
     method = check_method(method or DEFAULT_METHOD)
     if method in ("knn", "cells", "geoclip") and gallery is None:
         raise InputError(f"--method {method} needs a gallery (--gallery G; omnimap gallery build)")
