@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT := out
 
-.PHONY: install dev demo test lint bench gallery web screenshot clean
+.PHONY: install dev demo test browser-check lint bench gallery web screenshot clean
 
 # torch is pinned here, not in pyproject: torch==2.13.0 is the local CPU build on these
 # machines, while an unpinned torch would pull a multi-GB CUDA build.
@@ -25,7 +25,8 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[atlas,sound,dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# The web page is part of the package (setup.py builds it into wheels too).
+install: $(VENV)/.installed web
 
 dev: $(VENV)/.dev-installed
 
@@ -43,8 +44,17 @@ $(WEB_STAMP): web/node_modules/.package-lock.json web/build.mjs $(wildcard web/s
 	npm run --prefix web build
 web: $(WEB_STAMP)
 
+# The browser test needs Debian's chromium and its driver (.ci/run installs them);
+# without them pytest skips it, and make says so after the run, where it is seen.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+BROWSER_CHECK = if [ ! -x "$(CHROMIUM)" ] || [ ! -x "$(CHROMEDRIVER)" ]; then \
+  echo "*** SKIPPED browser test: install chromium chromium-driver (sudo apt-get install -y chromium chromium-driver; .ci/run does) ***"; fi
 test: dev web
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q; status=$$?; $(BROWSER_CHECK); exit $$status
+
+browser-check:
+	@$(BROWSER_CHECK)
 
 screenshot: dev web
 	OMNIMAP_WEB_MODEL=atlas OMNIMAP_WEB_SCREENSHOT=docs/web-map.png $(BIN)/python -m pytest -q tests/test_web_browser.py

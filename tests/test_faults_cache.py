@@ -221,3 +221,20 @@ def test_cache_info_and_clear(tmp_path, cache):
     code, out, _ = run_cli("cache", "clear")
     assert code == 0 and "removed 2 entries (5.0 KiB)" in out
     assert ArrayStore("cells").get("a") is None and not list(cache.rglob("*.bin"))
+
+
+def test_server_answers_new_prompts_when_the_cache_is_full(tiny_model_dir, tmp_path, cache,
+                                                          monkeypatch, caplog):  # fmt: skip
+    from fastapi.testclient import TestClient
+
+    from omnimap.serve.app import create_app
+    from omnimap.serve.service import EngineScorer
+
+    failing_store_disk(monkeypatch, room=40)  # the first small entry fits, then full
+    client = TestClient(create_app(scorer=EngineScorer(str(tiny_model_dir)),
+                                   static_dir=tmp_path / "not-built"))  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        for prompt in ("sand dunes", "city lights at night"):
+            r = client.get("/tiles/2/2/1.png", params={"q": prompt})
+            assert r.status_code == 200, r.text
+    assert len(cache_warnings(caplog)) == 1

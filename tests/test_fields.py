@@ -436,8 +436,8 @@ def test_ray_build_equals_local_and_finishes_a_killed_one(
     np.testing.assert_allclose(ours["scale"], local["scale"], rtol=1e-5)
     assert np.abs(ours["o"].astype(int) - local["o"]).max() <= 1  # a rounding step at most
 
-    with pytest.raises(InputError, match="--workers 3 needs as many CPUs, but Ray has 2"):
-        build(tmp_path / "big.field", tiny_model_dir, engine="ray", workers=3)
+    capped = build(tmp_path / "big.field", tiny_model_dir, engine="ray", workers=3)  # 2 run
+    assert capped.chunks_built == 32
     # A worker's own user error reaches the driver as itself (one line), not as a Ray error.
     with pytest.raises(DataError, match="is not the one field"):
         build_with_ray(out, str(other_model_dir), [(0, 0)], 1, print)

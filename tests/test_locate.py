@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from omnimap.cli.main import app
-from omnimap.core.errors import DataError, InputError
+from omnimap.core.errors import DataError, InputError, OmnimapError
 from omnimap.core.store import ArrayStore
 from omnimap.datasets.gallery import Observations, build_from_texts, open_gallery
 from omnimap.eval.geolocation import accuracy
@@ -194,30 +194,34 @@ def test_accuracy_rows():
 runner = CliRunner()
 
 
-def _run(args):
-    from omnimap.cli.main import main  # noqa: F401  (exit codes: main maps errors to 2)
-
-    result = runner.invoke(app, args, catch_exceptions=True)
-    return result
-
-
 @pytest.mark.parametrize("args, message", [
-    (["locate", "   ", "--resolution", "2"], "prompt is empty"),
     (["locate", "snow", "--method", "nearest"], "--method"),
     (["locate", "snow", "--method", "knn"], "needs a gallery"),
+    (["locate", "snow", "--method", "cells"], "needs a gallery"),
+    (["locate", "snow", "--out", "where.png"], "--out must end in .tif"),
     (["when", "snow", "--at", "10,95"], "out of range"),
     (["when", "snow", "--at", "ten"], "LON,LAT"),
     (["verify", "snow", "--at", "200,0", "--when", "2024-01-01T10:00"], "out of range"),
+    (["locate", "snow", "--gallery", "no-such-gallery", "--method", "knn"], "not a gallery"),
 ])  # fmt: skip
 def test_cli_bad_input(args, message, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*args, "--model", str(tiny_model_dir)])
+    assert isinstance(result.exception, OmnimapError), result.output
+    assert message in str(result.exception)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bad_input_exits_2_with_one_line(tiny_model_dir, tmp_path):
     import subprocess
     import sys
 
-    monkeypatch.chdir(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "omnimap.cli", *args, "--model", str(tiny_model_dir)],
+    out = subprocess.run([sys.executable, "-m", "omnimap.cli", "locate", "   ", "--model",
+                          str(tiny_model_dir), "--out", str(tmp_path / "w.tif")],
                          capture_output=True, text=True)  # fmt: skip
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "error: prompt is empty; describe what to map, e.g. 'snow-covered mountains'"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -239,3 +243,76 @@ def test_cli_locate_knn_and_verify(tiny_model_dir, gallery_dir, tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "when.json").read_text())
     assert len(data["hour"]) == 24 and abs(sum(data["month"]) - 1) < 1e-4
+
+
+def test_fusion_keeps_cells_without_observations_and_leans_on_near_ones(engine, gallery_dir):
+    from omnimap.maps.fusion import fuse
+
+    g = open_gallery(gallery_dir)
+    lon = np.array([2.35, 2.40, 120.0])  # at, near, far from the Paris observation
+    lat = np.array([48.85, 48.90, -30.0])
+    cells = engine.embedder.fused(lon, lat, None, "no_time")
+    from omnimap.maps.fusion import predicted_at
+
+    blended, alpha = fuse(cells, lon, lat, g, predicted_at(engine, g, None))
+    np.testing.assert_allclose(blended[2].astype(np.float32), cells[2], atol=1e-3)
+    assert alpha[2] == 0 and alpha[0] > alpha[1] > 0
+    obs = g.embeddings[2].astype(np.float32)
+    assert blended[0].astype(np.float32) @ obs > cells[0] @ obs  # moved towards what was seen
+    np.testing.assert_allclose(np.linalg.norm(blended.astype(np.float32), axis=1), 1, atol=1e-3)
+
+
+def test_cli_map_with_observations(tiny_model_dir, gallery_dir, tmp_path):
+    out = tmp_path / "m.tif"
+    r = runner.invoke(app, ["map", "city lights", "--bbox", "0,46,5,50", "--resolution", "0.5",
+                            "--model", str(tiny_model_dir), "--observations", str(gallery_dir),
+                            "--out", str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert out.exists()
+
+
+def test_locate_endpoint(tiny_model_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from omnimap.serve.app import create_app
+
+    client = TestClient(create_app(str(tiny_model_dir), static_dir=tmp_path / "none"))
+    r = client.get(
+        "/locate", params={"q": "snow on the mountains", "bbox": "0,40,10,50", "resolution": "1"}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "FeatureCollection" and body["posterior"]["shape"] == [10, 10]
+    assert abs(sum(body["posterior"]["prob"]) - 1) < 1e-4
+    assert body["features"][0]["properties"]["rank"] == 1
+    assert client.get("/locate", params={"q": ""}).status_code == 400
+    assert client.get("/locate", params={"q": "snow", "resolution": "0.01"}).status_code == 400
+
+
+def test_adaptive_cells_split_dense_and_drop_sparse():
+    from omnimap.maps.cells import adaptive_cells
+
+    rng = np.random.default_rng(0)
+    dense = np.stack([2 + rng.normal(0, 0.5, 400), 48 + rng.normal(0, 0.5, 400)], 1)
+    sparse = np.array([[-120.0, -40.0]] * 3)
+    pts = np.concatenate([dense, sparse])
+    ids, label = adaptive_cells(pts[:, 0], pts[:, 1], t1=50, t2=5)
+    assert (label[-3:] == -1).all()  # 3 < t2: dropped
+    counts = np.bincount(label[label >= 0])
+    assert len(ids) > 1 and counts.min() >= 5  # the dense cluster was split
+
+
+def test_cells_method_needs_a_trained_head(engine, gallery_dir, tmp_path):
+    from omnimap.maps.cells import load_cell_head, save_cell_head, train_cell_head
+    from omnimap.maps.where import locate
+
+    g = open_gallery(gallery_dir)
+    with pytest.raises(InputError, match="no trained cell head"):
+        locate("snow", method="cells", gallery=g, engine=engine, resolution=5)
+    head = train_cell_head(g, t1=2, t2=1)
+    save_cell_head(g, head)
+    assert load_cell_head(g).cells.tolist() == head.cells.tolist()
+    post = locate(TEXTS[0], method="cells", gallery=g, engine=engine, resolution=5)
+    assert abs(post.prob.sum() - 1) < 1e-5 and post.best.rank == 1
+    p = head.probabilities(g.embeddings.astype(np.float32))
+    assert p.shape == (5, len(head.cells)) and np.allclose(p.sum(1), 1, atol=1e-5)

@@ -171,3 +171,18 @@ def test_serve_on_a_busy_port_fails_in_one_line_before_serving(tiny_model_dir):
     assert "serving on" not in proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0]
+
+
+def test_cache_mb_bounds_and_splits_the_server_caches(tiny_model_dir, tmp_path):
+    app = create_app(str(tiny_model_dir), static_dir=tmp_path, cache_mb=64)
+    service = app.state.service
+    engine = service.scorer.engine
+    mb = 2**20
+    assert service.tiles.max_bytes == 16 * mb  # a quarter: rendered tiles
+    assert engine._fused.max_bytes == 16 * mb  # a quarter: fused embeddings
+    assert engine.store._entries.max_bytes == 32 * mb  # half: overhead embeddings
+    client = TestClient(app)
+    for x in range(4):
+        assert client.get(f"/tiles/2/{x}/1.png", params={"q": "sea"}).status_code == 200
+    assert engine.store.nbytes <= 32 * mb and service.tiles.nbytes <= 16 * mb
+    assert engine._fused.nbytes <= 16 * mb

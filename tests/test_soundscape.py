@@ -99,7 +99,8 @@ def test_registry_builds_birdnet_and_soundscape_kinds():
 
 def _facts(**overrides):
     base = dict(surface=F.SURF_LAND, land_cover=10, second_cover=-1, terrain=F.FLAT, coast=F.INLAND,
-                settlement=F.RURAL, time_of_day=F.MIDDAY, season=F.SUMMER, snow=F.NO_SNOW, sea_ice=0)  # fmt: skip
+                settlement=F.RURAL, time_of_day=F.MIDDAY, season=F.SUMMER, snow=F.NO_SNOW, sea_ice=0,
+                altitude=F.LOWLAND, warmth=F.WARM, wetness=F.USUAL_RAIN)  # fmt: skip
     n = max(len(v) if isinstance(v, list) else 1 for v in overrides.values())
     cols = {k: np.array(overrides.get(k, base[k]), np.int8).repeat(1 if isinstance(overrides.get(k), list) else n)
             for k in base}  # fmt: skip
@@ -140,3 +141,20 @@ def test_week_dates_are_the_middle_of_birdnet_weeks():
     assert month.tolist() == [1, 1, 2, 12]
     assert day.tolist() == [4, 26, 4, 26]
     assert doy.tolist() == [4, 26, 35, 361]
+
+
+def test_proximity_auc_forgives_false_positives_next_to_the_range():
+    from omnimap.eval.atlas import roc_auc
+    from omnimap.eval.soundscape import distances_km, proximity_auc
+
+    # presences at 0..2 deg east, one absence just beside them, one far away
+    lon = np.array([0.0, 1.0, 2.0, 3.0, 60.0])
+    lat = np.zeros(5)
+    present = np.array([True, True, True, False, False])
+    dist = distances_km(lon, lat)
+    assert dist[0, 1] == pytest.approx(111.2, abs=0.5)
+    near_wrong = np.array([0.9, 0.8, 0.7, 1.0, 0.0])  # the near absence outscores all
+    far_wrong = np.array([0.9, 0.8, 0.7, 0.0, 1.0])  # the far one does
+    assert roc_auc(near_wrong, present) == pytest.approx(roc_auc(far_wrong, present))
+    assert proximity_auc(near_wrong, present, dist) > proximity_auc(far_wrong, present, dist)
+    assert proximity_auc(np.array([0.9, 0.8, 0.7, 0.1, 0.0]), present, dist) == pytest.approx(1.0)

@@ -15,6 +15,7 @@ import numpy as np
 
 from omnimap.core.errors import InputError
 from omnimap.datasets.crossview import open_pairs
+from omnimap.datasets.gallery import open_gallery
 from omnimap.fields.build import BuildReport, build_field
 from omnimap.fields.store import Field
 from omnimap.fields.window import window_for
@@ -31,10 +32,11 @@ from omnimap.maps.classes import (
     temperature_of,
 )  # fmt: skip
 from omnimap.maps.engine import MapEngine, clean_prompt
+from omnimap.maps.fusion import observed_scores
 from omnimap.maps.result import MapResult
 from omnimap.maps.search import SearchResult, search_cells, search_samples
 from omnimap.maps.search import write_contact_sheet as write_search_sheet
-from omnimap.maps.where import build_gallery, locate
+from omnimap.maps.where import build_gallery, locate, train_cells
 from omnimap.maps.where import verify_timestamp as verify
 from omnimap.maps.where import when_posterior as when
 from omnimap.models.checkpoint import builtin_models, read_config
@@ -43,7 +45,7 @@ from omnimap.teachers.registry import list_teachers
 __all__ = ["BuildReport", "ClassMapResult", "MapEngine", "MapResult", "SearchResult", "build_field", "captions", "class_map",
            "get_engine", "list_models", "search", "search_pairs", "write_contact_sheet",
            "zero_shot_map"]  # fmt: skip
-__all__ += ["build_gallery", "locate", "verify", "when"]  # where and when (maps/where.py)
+__all__ += ["build_gallery", "locate", "observed_map", "train_cells", "verify", "when"]  # where and when (maps/where.py)
 
 
 @cache
@@ -128,6 +130,24 @@ def zero_shot_map(
     engine = _engine(model, field)
     grid, label, inside = map_grid(engine, bbox, region, resolution)
     scores = engine.score(prompt, grid, moment)
+    if inside is not None:
+        scores[~inside] = np.nan  # outside the country or continent: nodata
+    return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,
+                     model=engine.name)  # fmt: skip
+
+
+def observed_map(
+    prompt: str, observations: str | Path, bbox: BBox | str | tuple | None = None,
+    region: str | None = None, resolution: float | None = None, when: str | When | None = None,
+    model: str | None = None, field: str | Path | None = None,
+) -> MapResult:  # fmt: skip
+    """A map whose cells lean on the gallery observations near them (maps/fusion.py);
+    cells with none nearby keep the student's embedding."""
+    prompt, moment = clean_prompt(prompt), parse_when(when)
+    gallery = open_gallery(observations)
+    engine = _engine(model, field)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
+    scores = observed_scores(engine, engine.embed_prompts([prompt]), grid, moment, gallery)[0]
     if inside is not None:
         scores[~inside] = np.nan  # outside the country or continent: nodata
     return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,

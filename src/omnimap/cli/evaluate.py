@@ -82,7 +82,7 @@ def evaluate_geolocation_command(
     gallery: Annotated[Path | None, typer.Option(help="A gallery for knn/geoclip (default: built from atlas samples outside the hold-out).")] = None,
     gallery_samples: Annotated[int, typer.Option(help="Atlas samples in the default gallery.")] = 30_000,
     resolution: Annotated[float, typer.Option(help="World grid of the field method, degrees.")] = 0.5,
-    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,geoclip.")] = "field,knn,geoclip",
+    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,cells,geoclip.")] = "field,knn,cells,geoclip",
     time_queries: Annotated[int, typer.Option(help="Queries for the time evaluation.")] = 2000,
     save_calibration: Annotated[bool, typer.Option(help="Write the fitted temperatures (locate.json) beside the model.")] = False,
     out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geolocation-metrics.json"),
@@ -92,15 +92,28 @@ def evaluate_geolocation_command(
     from omnimap.eval.geolocation import evaluate_geolocation, format_report
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = set(chosen) - {"field", "knn", "geoclip"}
+    unknown = set(chosen) - {"field", "knn", "cells", "geoclip"}
     if unknown or not chosen:
-        raise InputError(f"--methods must name field, knn or geoclip, got {methods!r}")
+        raise InputError(f"--methods must name field, knn, cells or geoclip, got {methods!r}")
     if samples < 1 or time_queries < 1:
         raise InputError("--samples and --time-queries must be at least 1")
     metrics = evaluate_geolocation(model, samples=samples, gallery=gallery, gallery_samples=gallery_samples,
                                    resolution=resolution, methods=chosen, time_queries=time_queries,
                                    out=out, save_calibration=save_calibration)  # fmt: skip
     typer.echo(format_report(metrics))
+    typer.echo(f"written {out}")
+
+
+@evaluate_app.command("fusion")
+def evaluate_fusion_command(
+    model: Annotated[str, typer.Option(help="Built-in model name or a model directory.")] = "atlas",
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("fusion-metrics.json"),
+) -> None:
+    """Land-cover AUCs with 1% and 10% of held-out cells observed vs none (RANGE-style fusion)."""
+    from omnimap.eval.fusion import evaluate_fusion, format_fusion
+
+    metrics = evaluate_fusion(model, out=out)
+    typer.echo(format_fusion(metrics))
     typer.echo(f"written {out}")
 
 
@@ -136,3 +149,20 @@ def evaluate_soundscape_command(
         card_path = loaded.path / "MODEL_CARD.md"
         write_text_atomic(card_path, render_card(loaded.config, metrics))
         typer.echo(f"written {card_path}")
+
+
+@evaluate_app.command("geosound")
+def evaluate_geosound_command(
+    model: Annotated[str, typer.Option("--model", help="A trained geosound run directory.")],
+    pairs: Annotated[Path, typer.Option(help="Held-out audio pairs table (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geosound-metrics.json"),
+) -> None:
+    """Overhead <-> sound retrieval on held-out clips: R@10/R@100/median rank, with and
+    without time."""
+    from omnimap.core.fileio import write_json_atomic
+    from omnimap.eval.geosound import evaluate_geosound, format_table
+
+    metrics = evaluate_geosound(model, pairs)
+    write_json_atomic(out, metrics)
+    typer.echo(format_table(metrics))
+    typer.echo(f"written {out}")

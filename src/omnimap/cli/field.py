@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from omnimap.cli.options import BBoxOpt, RegionOpt
+from omnimap.core.fileio import check_output_dir
 from omnimap.fields.store import DEFAULT_CHUNK
 
 field_app = typer.Typer(
@@ -30,16 +31,25 @@ def build_command(
         str, typer.Option(help="local (this process) or ray (Ray actors, RAY_ADDRESS or local).")
     ] = "local",
     workers: Annotated[
-        int | None, typer.Option(help="Ray actors (default: one per CPU Ray has).")
+        int | None,
+        typer.Option(help="Ray actors (default, and at most: one per CPU Ray sees).", min=1),
     ] = None,
     chunk: Annotated[int, typer.Option(help="Chunk side in cells.")] = DEFAULT_CHUNK,
 ) -> None:
     """Store the time-free overhead embedding of every cell of a region (no region: the
     world). An interrupted build resumes: run the same command again."""
     from omnimap.fields.build import build_field
+    from omnimap.fields.ray_engine import start_ray, stop_ray
 
-    r = build_field(out, resolution=resolution, bbox=bbox, region=region, model=model,
-                    dtype=dtype, engine=engine, workers=workers, chunk=chunk)  # fmt: skip
+    check_output_dir(out)
+    if engine == "ray":  # Ray missing or not starting: one line, and no field left behind
+        workers = start_ray(workers)
+    try:
+        r = build_field(out, resolution=resolution, bbox=bbox, region=region, model=model,
+                        dtype=dtype, engine=engine, workers=workers, chunk=chunk)  # fmt: skip
+    finally:
+        if engine == "ray":
+            stop_ray()
     typer.echo(
         f"{r.path}: built {r.chunks_built} of {r.chunks_total} chunks ({r.cells_built:,} cells) "
         f"in {r.seconds:.1f} s, {r.cells_per_s:,.0f} cells/s"

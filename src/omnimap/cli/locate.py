@@ -58,6 +58,22 @@ def gallery_build_command(
     typer.echo(f"written {path}")
 
 
+@gallery_app.command("train-cells")
+def gallery_train_cells_command(
+    gallery: Annotated[Path, typer.Argument(help="The gallery folder.")],
+    t1: Annotated[
+        int, typer.Option(help="Split a cell holding more observations than this.")
+    ] = 100,
+    t2: Annotated[int, typer.Option(help="Drop a cell holding fewer observations than this.")] = 10,
+) -> None:
+    """Train the PlaNet head (adaptive S2 cells + classifier) for --method cells."""
+    from omnimap import api
+
+    if t1 < 1 or t2 < 1 or t2 > t1:
+        raise InputError("--t1 and --t2 must be positive with t2 <= t1")
+    typer.echo(f"written {api.train_cells(gallery, t1, t2)}")
+
+
 def locate_command(
     query: Annotated[
         str, typer.Argument(help="A description, or a photo/audio file with --image/--audio.")
@@ -70,7 +86,7 @@ def locate_command(
     region: RegionOpt = None,
     resolution: ResolutionOpt = None,
     method: Annotated[
-        str | None, typer.Option(help="field, knn or geoclip (default: the best measured).")
+        str | None, typer.Option(help="field, knn, cells or geoclip (default: the best measured).")
     ] = None,
     gallery: Annotated[
         Path | None, typer.Option(help="A gallery (omnimap gallery build): knn, geoclip.")

@@ -5,6 +5,7 @@ Errors a user can cause print one line and exit with code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -20,9 +21,21 @@ from omnimap.cli.serve import serve_command
 from omnimap.cli.sound import listen_command, species_command
 from omnimap.cli.train import train_app
 from omnimap.core.errors import OmnimapError
+from omnimap.core.progress import QUIET_ENV
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Zero-shot maps: map anything, anywhere, anytime.")  # fmt: skip
+
+
+@app.callback()
+def _global_options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (they go to stderr, "
+                               "and only on a terminal)."),
+) -> None:  # fmt: skip
+    if quiet:
+        os.environ[QUIET_ENV] = "1"
+
+
 app.command("map")(map_command)
 app.command("search")(search_command)
 app.command("captions")(captions_command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 from omnimap.cli.classes import ClassesOpt, class_map_command
 from omnimap.cli.options import BBoxOpt, FieldOpt, ModelOpt, RegionOpt, ResolutionOpt, WhenOpt
 from omnimap.core.errors import InputError
+from omnimap.core.fileio import check_output_file
 
 
 def default_out(prompt: str) -> Path:
@@ -35,11 +37,14 @@ def map_command(
     audio: Annotated[
         Path | None, typer.Option(help="Map an audio clip instead of a prompt (soundscape model).")
     ] = None,
+    observations: Annotated[
+        Path | None, typer.Option(help="A gallery: cells blend in the observations near them.")
+    ] = None,
 ) -> None:
     """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
     With --classes instead of a prompt: P(class) bands, the most likely class, a PNG;
     with --audio: where that sound could be heard (a soundscape model)."""
-    from omnimap.api import zero_shot_map
+    from omnimap.api import observed_map, zero_shot_map
     from omnimap.cli.sound import map_audio
 
     if sum(x is not None for x in (prompt, classes, audio)) != 1:
@@ -51,11 +56,13 @@ def map_command(
         raise InputError(f"--out must end in .tif or .tiff, got {str(out)!r}")
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
+    check_output_file(out)
     if audio is not None:
         result = map_audio(audio, bbox, region, resolution, when, model)
     else:
-        result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution,
-                               when=when, model=model, field=field)  # fmt: skip
+        mapper = zero_shot_map if observations is None else partial(observed_map, observations=observations)
+        result = mapper(prompt, bbox=bbox, region=region, resolution=resolution,
+                        when=when, model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
     g = result.grid
     typer.echo(f"{result.title}: {g.nrows} x {g.ncols} cells at {g.resolution:g} deg")
@@ -103,6 +110,9 @@ def search_command(
     that best match a prompt."""
     from omnimap import api
 
+    for path, what in ((geojson, "--geojson"), (sheet, "--sheet")):
+        if path is not None:
+            check_output_file(path, what)
     if pairs is not None:
         if field is not None or bbox is not None or region is not None:
             raise InputError("--pairs searches its own samples: leave out --field/--bbox/--region")

@@ -40,9 +40,16 @@ def serve_command(
             "(off by default: the page then uses only this server).",
         ),
     ] = None,
-    tile_cache_mb: Annotated[
-        int, typer.Option(help="Memory for rendered tiles, in MB.", min=1, max=65536)
-    ] = 256,
+    cache_mb: Annotated[
+        int,
+        typer.Option(
+            help="Memory for the server's caches, in MB: half overhead embeddings, a quarter "
+            "fused embeddings, a quarter rendered tiles (the peak memory this gives is "
+            "measured in the README's Performance table).",
+            min=16,
+            max=262144,
+        ),
+    ] = 1024,
 ) -> None:
     """Serve map tiles, legends, search, GeoTIFF downloads and the web map."""
     import uvicorn
@@ -60,7 +67,7 @@ def serve_command(
     # Bound first: a busy port is one line and exit 2, before any model loads.
     sock = bind(host, port)
     try:
-        app = create_app(model, field=field, basemap_url=basemap_url, tile_cache_mb=tile_cache_mb)
+        app = create_app(model, field=field, basemap_url=basemap_url, cache_mb=cache_mb)
     except BaseException:
         sock.close()
         raise

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from omnimap.cli.options import BBoxOpt, RegionOpt, ResolutionOpt
@@ -60,10 +61,12 @@ def species_command(
     moment = when_of(when)
     resolve_place(bbox, region)  # a bad place fails before the model loads
     engine = get_engine(model)
-    grid, label = map_grid(engine, bbox, region, resolution)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
     year = moment.dt.year if moment is not None else 2024
     whens = [week_when(w, year) for w in week_list] if week_list else [moment]
     cube, title = species_maps(engine, name, grid, whens)
+    if inside is not None:
+        cube[:, ~inside] = np.nan  # outside the country or continent: nodata
     results = [MapResult(scores=c, grid=grid, prompt=title, when=w, place=label, model=engine.name)
                for c, w in zip(cube, whens, strict=True)]  # fmt: skip
     licence = engine.teacher.licence
@@ -128,5 +131,8 @@ def map_audio(audio: Path, bbox, region, resolution, when, model):
     resolve_place(bbox, region)
     clip = read_audio(audio)  # corrupt, empty, silent or too long: fails before the model loads
     engine = get_engine(model or "soundscape")
-    grid, label = map_grid(engine, bbox, region, resolution)
-    return sound_map(engine, clip, grid, moment, f"sound of {audio.name}", label)
+    grid, label, inside = map_grid(engine, bbox, region, resolution)
+    result = sound_map(engine, clip, grid, moment, f"sound of {audio.name}", label)
+    if inside is not None:
+        result.scores[~inside] = np.nan  # outside the country or continent: nodata
+    return result

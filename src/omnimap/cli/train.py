@@ -72,3 +72,10 @@ def train_soundscape_command(
 ) -> None:
     """Train the built-in soundscape model (needs the sound extra; CPU, ~12 minutes)."""
     _run("soundscape", config, out, samples=samples, steps=steps, seed=seed)
+
+
+@train_app.command("geosound")
+def train_geosound_command(config: ConfigOpt = None, out: OutOpt = None, steps: StepsOpt = None,
+                           seed: SeedOpt = None) -> None:  # fmt: skip
+    """Train a sound-map student on geotagged recordings with CLAP (a config naming its pairs)."""
+    _run("geosound", config, out, steps=steps, seed=seed)

@@ -137,7 +137,7 @@ class Gallery:
 
 
 def nlist_for(n: int) -> int:
-    return max(1, min(int(4 * math.sqrt(n)), n // IVF_TRAIN_PER_LIST))
+    return max(1, min(int(math.sqrt(n)), n // IVF_TRAIN_PER_LIST))
 
 
 def default_nprobe(nlist: int) -> int:

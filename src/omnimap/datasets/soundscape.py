@@ -142,8 +142,9 @@ def sound_elements(facts: Facts, richness: np.ndarray) -> np.ndarray:
     )
     city = land & (facts.settlement >= F.CITY)
     dark = np.isin(tod, DARK)
-    warm = np.isin(season, (F.SUMMER, F.TROPICAL)) | ((season == F.SPRING) & (np.abs(richness) > 0))
-    breeding = np.isin(season, (F.SPRING, F.SUMMER, F.TROPICAL))
+    # Frogs and insects call when it is at least mild (the warmth fact at the hour).
+    warm = facts.warmth >= F.MILD
+    breeding = np.isin(season, (F.SPRING, F.SUMMER)) | ((season == F.NO_SEASON) & land)
     wet = land & ((cover == WETLAND) | (facts.second_cover == WETLAND)) | (
         facts.surface == F.SURF_LAKE
     )

@@ -49,7 +49,7 @@ from omnimap.models.checkpoint import load_checkpoint
 from omnimap.models.embedder import Embedder
 from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
-from omnimap.teachers.soundscape import SoundscapeTeacher, compose
+from omnimap.teachers.soundscape import SoundscapeTeacher
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,9 @@ def evaluate_soundscape(model: str = "soundscape", samples: int = 2_000, seed: i
 
     # 2. zero-shot species, with the genus-average baseline where a seen congener exists
     zero = np.flatnonzero(scorable & held)
-    zs_scores = cosine_scores(student["full"], compose(len(zero), taxon=teacher.taxon_matrix[zero]))
+    zs_scores = cosine_scores(
+        student["full"], teacher.compose(len(zero), taxon=teacher.taxon_matrix[zero])
+    )
     out["species_zero_shot"] = _species_aucs(zs_scores, present[:, zero].T, dist)
     genus_of = np.array([labels[i].genus for i in range(len(labels))])
     with_mates, genus_rows = [], []
@@ -189,8 +191,10 @@ def evaluate_soundscape(model: str = "soundscape", samples: int = 2_000, seed: i
     bio, _, rich = biophony_mix(meta, lon, lat, points["week"], teacher.species_matrix,
                                 teacher.taxon_matrix, keep)  # fmt: skip
     data = build_soundscape_set(layers, points, rich, 3, np.random.default_rng(seed + 1))
-    captions = compose(len(lon), caption=teacher.text_vectors(data.texts)[data.caption_index])
-    gallery = {"biophony": compose(len(lon), biophony=bio), "captions": captions}
+    captions = teacher.compose(
+        len(lon), caption=teacher.text_vectors(data.texts)[data.caption_index]
+    )
+    gallery = {"biophony": teacher.compose(len(lon), biophony=bio), "captions": captions}
     retrieval = {}
     for name, vectors in gallery.items():
         lab = data.caption_index if name == "captions" else None

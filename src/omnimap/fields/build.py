@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from omnimap.core.errors import InputError
+from omnimap.core.progress import progress as bar_for
 from omnimap.fields.quantize import check_dtype
 from omnimap.fields.ray_engine import build_with_ray
 from omnimap.fields.store import DEFAULT_CHUNK, Field, FieldSpec, build_chunk
@@ -49,8 +50,6 @@ def build_field(
     progress: bool = True,
 ) -> BuildReport:  # fmt: skip
     """Build (or finish) the field of a region at ``resolution`` degrees into ``out``."""
-    from tqdm.auto import tqdm
-
     check_dtype(dtype)
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -74,8 +73,7 @@ def build_field(
     with field.build_lock():
         # A re-run repairs: recorded chunks whose files were damaged lose their record.
         recorded = len(field.done())
-        with tqdm(total=recorded, unit="chunk", desc="checking built chunks",
-                  disable=not progress or not recorded) as bar:  # fmt: skip
+        with bar_for(recorded, "checking built chunks", "chunk", show=progress and recorded > 0) as bar:
             damaged = field.verify_built(lambda _: bar.update())
         repaired = dict(Counter(damaged.values()))
         done = field.done()
@@ -89,9 +87,8 @@ def build_field(
             bar.update(cells)
 
         start = time.perf_counter()
-        with tqdm(total=grid.size, initial=grid.size - todo,
-                  unit="cell", unit_scale=True, desc=f"field ({engine})",
-                  disable=not progress) as bar:  # fmt: skip
+        with bar_for(grid.size, f"field ({engine})", initial=grid.size - todo,
+                     unit_scale=True, show=progress) as bar:  # fmt: skip
             if engine == "local":
                 for cid in pending:
                     finished(build_chunk(embedder, field, cid))

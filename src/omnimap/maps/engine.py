@@ -22,6 +22,7 @@ import numpy as np
 
 from omnimap.core.errors import DataError, InputError
 from omnimap.core.lru import LRUCache
+from omnimap.core.progress import progress
 from omnimap.core.store import ArrayStore, CorruptEntry, MemoryStore
 from omnimap.fields.store import Field
 from omnimap.fields.window import window_for
@@ -64,6 +65,7 @@ class MapEngine:
     def __init__(
         self, model: str | LoadedModel | None = "atlas", *, field: Field | str | None = None,
         store: ArrayStore | MemoryStore | None = None, use_cache: bool = True,
+        fused_cache_bytes: int = MEMORY_BUDGET_BYTES,
     ):  # fmt: skip
         self.field = field if field is None or isinstance(field, Field) else Field.open(field)
         if model is None:
@@ -82,7 +84,7 @@ class MapEngine:
         self.teacher = teacher_from_config(self.model.config["teacher"])
         self.store = store if store is not None else ArrayStore("cells")
         self.use_cache = use_cache
-        self._fused: LRUCache[np.ndarray] = LRUCache(64, MEMORY_BUDGET_BYTES, lambda a: a.nbytes)
+        self._fused: LRUCache[np.ndarray] = LRUCache(64, fused_cache_bytes, lambda a: a.nbytes)
 
     @property
     def name(self) -> str:
@@ -168,17 +170,15 @@ class MapEngine:
                 yield slice(r0, r1), slice(0, grid.ncols), piece, o
 
     def fused_pieces(
-        self, grid: LatLonGrid, when: When | None, mode: str | None = None
+        self, grid: LatLonGrid, when: When | None, mode: str | None = None, desc: str = "map"
     ) -> Iterator[tuple[slice, slice, LatLonGrid, np.ndarray]]:
         """(grid rows, grid cols, piece grid, unit embeddings (cells, D) float16). Every
         path (maps in memory or streamed, searches, indexes) scores these same
-        float16-rounded vectors, so they all give identical numbers."""
-        from tqdm.auto import tqdm
-
+        float16-rounded vectors, so they all give identical numbers. ``desc`` names the
+        pass on the progress bar a big grid gets (on a terminal)."""
         mode = mode or mode_for(when)
-        big = grid.size > 2 * CHUNK_CELLS  # a bar only for big maps, on a terminal
-        with tqdm(total=grid.size, unit="cell", unit_scale=True, desc="map", leave=False,
-                  disable=None if big else True) as bar:  # fmt: skip
+        big = grid.size > 2 * CHUNK_CELLS
+        with progress(grid.size, desc, unit_scale=True, show=big) as bar:
             for rows, cols, piece, o in self.pieces(grid, overhead=MODES[mode][0]):
                 lon, lat = piece.centers()
                 local = local_times(when, lon) if when is not None else None

@@ -118,7 +118,7 @@ def build_index(engine: MapEngine, grid: LatLonGrid, when: When | None, kind: st
         )
     # IVF must be trained before vectors are added, so one pass buffers them all.
     fused = np.empty((n, d), dtype=np.float16)
-    for rows, cols, _piece, f in engine.fused_pieces(grid, when):
+    for rows, cols, _piece, f in engine.fused_pieces(grid, when, desc=f"{kind} index"):
         r, c = np.mgrid[rows, cols]
         fused[(r * grid.ncols + c).ravel()] = f
     if kind == "flat":

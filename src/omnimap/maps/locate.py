@@ -9,7 +9,8 @@
 - ``geoclip``: the query mapped into GeoCLIP's space by a linear head (ridge regression
   from teacher vectors of a gallery to GeoCLIP location embeddings of their positions),
   then GeoCLIP's softmax over its 100k GPS gallery;
-- the posterior of ``knn`` and ``geoclip`` on the grid is a kernel density of their
+- ``cells`` (PlaNet): a classifier over adaptive S2 cells of a gallery (maps/cells.py);
+- the posterior of ``knn``, ``cells`` and ``geoclip`` on the grid is a kernel density of their
   weighted points (von Mises-Fisher kernel).
 
 Every method gives a :class:`Posterior`: probabilities over the grid cells (sum 1), and
@@ -40,12 +41,13 @@ from omnimap.geo.sphere import (
     unit_vectors,
 )
 from omnimap.geo.timefeat import When, local_times
+from omnimap.maps.cells import CellHead
 from omnimap.maps.engine import MapEngine
 from omnimap.maps.geojson import write_points
 from omnimap.maps.result import MapResult
 from omnimap.models.geoclip import GeoClip
 
-METHODS = ("field", "knn", "geoclip")
+METHODS = ("field", "knn", "cells", "geoclip")
 CALIBRATION_FILE = "locate.json"
 DEFAULT_FIELD_TEMPERATURE = 0.02  # used only until a calibration is fitted
 KNN_K = 32
@@ -190,21 +192,36 @@ def field_log_posterior(scores: np.ndarray, lat: np.ndarray, temperature: float)
     return logits - logsumexp(logits, axis=1, keepdims=True)
 
 
+def field_temperature(engine: MapEngine | None, when: When | None) -> float:
+    """The softmax temperature of the field posterior: fitted on held-out data for the
+    model (with and without time), else the default."""
+    fitted = calibration(engine).get("field", {}) if engine is not None else {}
+    key = "temperature_time" if when is not None else "temperature"
+    return float(fitted.get(key, DEFAULT_FIELD_TEMPERATURE))
+
+
+def posterior_from_scores(grid: LatLonGrid, scores: np.ndarray, temperature: float,
+                          when: When | None = None, query: str = "", model: str = "",
+                          inside: np.ndarray | None = None) -> Posterior:  # fmt: skip
+    """The field posterior of a query's (rows, cols) score map; ``inside`` (a mask)
+    keeps it within a country or continent."""
+    _, lat = cell_lonlat(grid)
+    finite = np.where(np.isfinite(scores), scores, -np.inf)  # nodata cells get no mass
+    logp = field_log_posterior(finite.reshape(1, -1), lat, temperature)
+    prob = np.exp(logp)[0].reshape(grid.shape)
+    if inside is not None:
+        prob = np.where(inside, prob, 0.0)
+        prob /= max(float(prob.sum()), 1e-300)
+    return Posterior(grid, prob.astype(np.float32), "field", query,
+                     hypotheses_from_grid(grid, prob), when, model)  # fmt: skip
+
+
 def locate_field(engine: MapEngine, q: np.ndarray, grid: LatLonGrid, when: When | None,
                  query: str = "", temperature: float | None = None) -> Posterior:  # fmt: skip
     if temperature is None:
-        temperature = float(
-            calibration(engine)
-            .get("field", {})
-            .get(
-                "temperature_time" if when is not None else "temperature", DEFAULT_FIELD_TEMPERATURE
-            )
-        )
-    scores = engine.score_vectors(np.atleast_2d(q), grid, when).reshape(1, -1)
-    _, lat = cell_lonlat(grid)
-    prob = np.exp(field_log_posterior(scores, lat, temperature))[0].reshape(grid.shape)
-    return Posterior(grid, prob.astype(np.float32), "field", query,
-                     hypotheses_from_grid(grid, prob), when, engine.name)  # fmt: skip
+        temperature = field_temperature(engine, when)
+    scores = engine.score_vectors(np.atleast_2d(q), grid, when).reshape(grid.shape)
+    return posterior_from_scores(grid, scores, temperature, when, query, engine.name)
 
 
 # -- knn ---------------------------------------------------------------------------
@@ -350,6 +367,16 @@ def locate_geoclip(geoclip: GeoClip, head: GeoClipHead | None, q: np.ndarray, gr
     prob = density_on_grid(grid, lon, lat, p / p.sum(), bandwidth_km=50.0)
     hyps = _masses(grid, prob, lon[:HYPOTHESES], lat[:HYPOTHESES])
     return Posterior(grid, prob, "geoclip", query, hyps, None, model)
+
+
+def locate_cells(head: CellHead, q: np.ndarray, grid: LatLonGrid, query: str = "",
+                 model: str = "") -> Posterior:  # fmt: skip
+    """PlaNet: the cell classifier's probabilities, placed at each cell's observations' mean."""
+    p = head.probabilities(q)[0]
+    prob = density_on_grid(grid, head.lon, head.lat, p, bandwidth_km=100.0)
+    top = np.argsort(-p)[:HYPOTHESES]
+    return Posterior(grid, prob, "cells", query, _masses(grid, prob, head.lon[top], head.lat[top]),
+                     None, model)  # fmt: skip
 
 
 def write_calibration(engine: MapEngine, data: dict) -> Path:

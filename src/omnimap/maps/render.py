@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,8 @@ def render_map(result: MapResult):
     _draw_peaks(ax, result)
     _format_axes(ax, result.grid.bounds)
     # "$" would start matplotlib's mathtext.
-    ax.set_title(textwrap.fill(result.title, 90).replace("$", r"\$"), fontsize=13)
+    title, families = drawable_text(textwrap.fill(result.title, 90))
+    ax.set_title(title.replace("$", r"\$"), fontsize=13, family=families)
     colorbar = figure.colorbar(image, ax=ax, shrink=0.9, pad=0.02, extend="both")
     colorbar.set_label(COLORBAR_LABEL)
     return figure
@@ -115,7 +117,8 @@ def render_classes(index: np.ndarray, grid, names: list[str], rgb: np.ndarray, t
     ax.set_aspect(aspect)
     _draw_coastlines(ax, grid.bounds)
     _format_axes(ax, grid.bounds)
-    ax.set_title(title.replace("$", r"\$"), fontsize=13)
+    title, families = drawable_text(title)
+    ax.set_title(title.replace("$", r"\$"), fontsize=13, family=families)
     counts = np.bincount(index[index >= 0], minlength=len(names))
     present = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0][:LEGEND_MAX]
     total = max(int(counts.sum()), 1)
@@ -124,6 +127,57 @@ def render_classes(index: np.ndarray, grid, names: list[str], rgb: np.ndarray, t
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               frameon=False, title="most likely class")  # fmt: skip
     return figure
+
+
+MISSING_GLYPH = "\ufffd"  # drawn by DejaVu Sans (matplotlib's own font) as a marked "?"
+
+
+def drawable_text(text: str) -> tuple[str, list[str]]:
+    """``text`` and the font families to draw it with: matplotlib's default font, then
+    installed fonts for the characters it lacks (CJK, say, where a system has them).
+    Characters no installed font has become U+FFFD, so matplotlib never warns about a
+    missing glyph nor draws an empty box (emoji, mostly: colour fonts are not drawable)."""
+    from matplotlib import font_manager, rcParams
+
+    primary = font_manager.FontProperties(family=rcParams["font.family"])
+    families = [font_manager.fontManager.findfont(primary)]
+    out = []
+    for ch in text:
+        if ch in "\n\t" or ord(ch) in _charmap(families[0]):
+            out.append(ch)
+            continue
+        path = next((f for f in _fallback_fonts() if ord(ch) in _charmap(f)), None)
+        if path is None:
+            out.append(MISSING_GLYPH if ord(MISSING_GLYPH) in _charmap(families[0]) else "?")
+            continue
+        if path not in families:
+            families.append(path)
+        out.append(ch)
+    names = []
+    for path in families:
+        name = font_manager.FontProperties(fname=path).get_name()
+        if name not in names:
+            names.append(name)
+    return "".join(out), names
+
+
+@cache
+def _charmap(path: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError):
+        return frozenset()
+
+
+@cache
+def _fallback_fonts() -> list[str]:
+    """Installed outline fonts, those with the most characters first."""
+    from matplotlib import font_manager
+
+    paths = {f.fname for f in font_manager.fontManager.ttflist}
+    return sorted(paths, key=lambda p: -len(_charmap(p)))
 
 
 def _draw_coastlines(ax, bounds: tuple[float, float, float, float]) -> None:
@@ -188,8 +242,10 @@ def contact_sheet(
         ax.axis("off")
     for ax, patch, label in zip(axes.ravel(), patches, labels, strict=False):
         ax.imshow(np.asarray(patch).transpose(1, 2, 0), interpolation="nearest")
-        ax.set_title(label, fontsize=8)
-    figure.suptitle(title, fontsize=10)
+        label, families = drawable_text(label)
+        ax.set_title(label, fontsize=8, family=families)
+    title, families = drawable_text(title)
+    figure.suptitle(title, fontsize=10, family=families)
     out = Path(out)
     with atomic_path(out, suffix=".tmp.png") as tmp:
         figure.savefig(tmp, format="png")

@@ -1,7 +1,8 @@
-"""A computed map: the score raster plus what it shows, and its three outputs.
+"""A computed map: the score raster plus what it shows, and its outputs.
 
-``X.tif`` is the data (Cloud-Optimized GeoTIFF), ``X.png`` a picture for people and
-``X.geojson`` the top places as points. Every file is written atomically.
+``X.tif`` is the data (Cloud-Optimized GeoTIFF), ``X.png`` a picture for people,
+``X.geojson`` the top places as points and ``X.stac.json`` their STAC Item. Every file
+is written atomically, and the four of a map as one unit.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from omnimap.core.fileio import atomic_path
+from omnimap.core.fileio import atomic_path, atomic_paths, json_text
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
-from omnimap.maps.geojson import write_points
+from omnimap.maps.geojson import points_collection, write_points
 from omnimap.maps.render import render_map
-from omnimap.maps.stac import COLORBAR_LABEL, UNITS_NOTE, write_stac_item
+from omnimap.maps.stac import COLORBAR_LABEL, UNITS_NOTE, stac_document, stac_path
 
 
 @dataclass
@@ -111,9 +112,14 @@ class MapResult:
         A grid crossing the antimeridian stays one raster whose x axis runs past 180
         (e.g. 170 to 190); GDAL reads that as valid EPSG:4326.
         """
+        path = Path(path)
+        with atomic_path(path, suffix=".tmp.tif") as tmp:
+            self._write_geotiff_to(tmp)
+        return path
+
+    def _write_geotiff_to(self, path: Path) -> None:
         import rasterio
 
-        path = Path(path)
         profile = {
             "driver": "COG",
             "height": self.grid.nrows,
@@ -130,18 +136,20 @@ class MapResult:
             # Overviews of a 1-column raster keep width 1, which COG validation rejects.
             "overviews": "NONE" if self.grid.ncols == 1 else "AUTO",
         }
-        with atomic_path(path, suffix=".tmp.tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        with rasterio.open(path, "w", **profile) as dst:
             dst.write(self.scores, 1)
             dst.update_tags(**self._metadata())
             dst.set_band_description(1, COLORBAR_LABEL)
             dst.units = ("cosine similarity",)
-        return path
 
     def write_geojson(self, path: str | Path, k: int = 10) -> Path:
         """Write the top ``k`` peaks as an RFC 7946 FeatureCollection of points."""
+        return write_points(path, self.peaks(k), ("rank", "score"), **self._geojson_meta())
+
+    def _geojson_meta(self) -> dict:
         meta = self._metadata()
         meta["when"] = self.when.dt.isoformat() if self.when else None
-        return write_points(path, self.peaks(k), ("rank", "score"), **meta)
+        return meta
 
     def write_png(self, path: str | Path) -> Path:
         """Render the map for people: scores, coastlines, colour bar and top peaks."""
@@ -160,15 +168,29 @@ class MapResult:
         stac: bool = True,
     ) -> dict[str, Path]:
         """Write X.tif and, beside it, X.png, X.geojson and a STAC Item X.stac.json
-        describing them; returns the paths by kind."""
+        describing them; returns the paths by kind. The files are one unit: all are
+        written to temp files and renamed together, or none is (DataError on a full
+        disk), so an earlier run's set is never mixed with this one's."""
         tif_path = Path(tif_path)
-        out = {"tif": self.write_geotiff(tif_path)}
+        paths = {"tif": tif_path}
         if png:
-            out["png"] = self.write_png(tif_path.with_suffix(".png"))
+            paths["png"] = tif_path.with_suffix(".png")
         if geojson:
-            out["geojson"] = self.write_geojson(tif_path.with_suffix(".geojson"), k=k)
+            paths["geojson"] = tif_path.with_suffix(".geojson")
         if stac:
-            out["stac"] = write_stac_item(
-                self, out["tif"], png_path=out.get("png"), geojson_path=out.get("geojson")
-            )
-        return out
+            paths["stac"] = stac_path(tif_path)
+        figure = render_map(self) if png else None
+        with atomic_paths(list(paths.values())) as temps:
+            tmp = dict(zip(paths, temps, strict=True))
+            self._write_geotiff_to(tmp["tif"])
+            if png:
+                figure.savefig(tmp["png"], format="png")
+            if geojson:
+                collection = points_collection(self.peaks(k), ("rank", "score"),
+                                               **self._geojson_meta())  # fmt: skip
+                tmp["geojson"].write_text(json_text(collection), encoding="utf-8")
+            if stac:
+                item = stac_document(self, tif_path, png_path=paths.get("png"),
+                                     geojson_path=paths.get("geojson"))  # fmt: skip
+                tmp["stac"].write_text(json_text(item), encoding="utf-8")
+        return paths

@@ -86,7 +86,7 @@ def exact_top_k(
     """(cell ids, scores) of the k best cells (of those ``mask`` marks): a running
     top-k over streamed pieces."""
     ids, scores = np.empty(0, np.int64), np.empty(0, np.float32)
-    for rows, cols, _piece, fused in engine.fused_pieces(grid, when):
+    for rows, cols, _piece, fused in engine.fused_pieces(grid, when, desc="search"):
         r, c = np.mgrid[rows, cols]
         cell_scores = cosine_scores(fused, q[None])[0]
         valid = np.isfinite(cell_scores)  # cells without imagery are nodata

@@ -33,7 +33,7 @@ from omnimap.maps.scoring import cosine_scores
 from omnimap.media.audio import Waveform
 from omnimap.teachers.birdnet import BirdNetMeta, week_of
 from omnimap.teachers.registry import get_teacher
-from omnimap.teachers.soundscape import SoundscapeTeacher, compose
+from omnimap.teachers.soundscape import SoundscapeTeacher
 
 GIF_FRAME_MS = 400
 MAX_TIMELAPSE_CELLS = 4_000_000  # weeks x cells held in memory for a time-lapse
@@ -137,14 +137,16 @@ def listen(engine: MapEngine, lon: float, lat: float, when: When | None, k: int 
     s = place_embedding(engine, lon, lat, when)
     labels = teacher.labels
     species = np.array([i for i in range(len(labels)) if labels[i].is_species])
-    vectors = compose(len(species), biophony=teacher.species_matrix[species],
+    vectors = teacher.compose(len(species), biophony=teacher.species_matrix[species],
                       taxon=teacher.taxon_matrix[species])  # fmt: skip
     scores = cosine_scores(s, vectors).ravel()
     top = species[np.argsort(-scores, kind="stable")[:k]]
     week = week_of(when.dt.date()) if when is not None else -1
     probs = (meta or BirdNetMeta()).occurrence(lon, lat, week, species=top.tolist())[0]
     bank = caption_bank()
-    cap_scores = cosine_scores(s, compose(len(bank), caption=teacher.text_vectors(bank))).ravel()
+    cap_scores = cosine_scores(
+        s, teacher.compose(len(bank), caption=teacher.text_vectors(bank))
+    ).ravel()
     order = np.argsort(-cap_scores, kind="stable")[:k]
     by_index = dict(zip(species.tolist(), scores.tolist(), strict=True))
     return {

@@ -176,14 +176,14 @@ def stac_path(tif_path: str | Path) -> Path:
     return Path(tif_path).with_suffix(".stac.json")
 
 
-def write_stac_item(
+def stac_document(
     result: MapResult,
     tif_path: str | Path,
     *,
     png_path: str | Path | None = None,
     geojson_path: str | Path | None = None,
-) -> Path:
-    """Write ``X.stac.json`` beside ``X.tif`` (atomically), hrefs relative to it."""
+) -> dict:
+    """The STAC Item of ``X.tif`` and its siblings, hrefs relative to it."""
     tif_path = Path(tif_path)
 
     def relative(path: str | Path | None) -> str | None:
@@ -193,13 +193,24 @@ def write_stac_item(
             "./" + Path(os.path.relpath(Path(path).resolve(), tif_path.resolve().parent)).as_posix()
         )
 
-    item = stac_item(
+    return stac_item(
         result,
         relative(tif_path),
         png_href=relative(png_path),
         geojson_href=relative(geojson_path),
         item_id=tif_path.stem,
     )
+
+
+def write_stac_item(
+    result: MapResult,
+    tif_path: str | Path,
+    *,
+    png_path: str | Path | None = None,
+    geojson_path: str | Path | None = None,
+) -> Path:
+    """Write ``X.stac.json`` beside ``X.tif`` (atomically), hrefs relative to it."""
+    item = stac_document(result, tif_path, png_path=png_path, geojson_path=geojson_path)
     out = stac_path(tif_path)
     write_json_atomic(out, item)
     return out

@@ -23,11 +23,13 @@ from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.place import default_resolution, parse_when, resolve_place
 from omnimap.geo.timefeat import When
+from omnimap.maps.cells import T1, T2, load_cell_head, save_cell_head, train_cell_head
 from omnimap.maps.engine import MapEngine, clean_prompt
 from omnimap.maps.locate import (
     Posterior,
     check_method,
     geoclip_head_for,
+    locate_cells,
     locate_field,
     locate_geoclip,
     locate_knn,
@@ -90,18 +92,22 @@ def locate(
     moment = parse_when(when)
     grid = _grid(bbox, region, resolution)
     method = check_method(method or (DEFAULT_WITH_GALLERY if gallery is not None else "field"))
-    if method in ("knn", "geoclip") and gallery is None:
+    if method in ("knn", "cells", "geoclip") and gallery is None:
         raise InputError(f"--method {method} needs a gallery (--gallery G; omnimap gallery build)")
     engine = engine or MapEngine(model or "atlas")
     g = None
     if gallery is not None:
         g = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
         g.check_teacher(engine.teacher)
+        if method == "cells":
+            load_cell_head(g)  # a missing head fails before the query is embedded
     q, label = embed_query(engine, query, modality)
     if method == "field":
         return locate_field(engine, q, grid, moment, label)
     if method == "knn":
         return locate_knn(g, q, grid, moment, label, engine.name)
+    if method == "cells":
+        return locate_cells(load_cell_head(g), q, grid, label, engine.name)
     geoclip = GeoClip.load()
     return locate_geoclip(geoclip, geoclip_head_for(g, geoclip), q, grid, label, engine.name)
 
@@ -140,3 +146,9 @@ def build_gallery(out: str | Path, *, pairs: str | Path | None = None, atlas_sam
         int(atlas_samples), seed, accept=lambda lon, lat: ~holdout.near(lon, lat)
     )
     return build_from_texts(out, obs, t)
+
+
+def train_cells(gallery: str | Path, t1: int = T1, t2: int = T2) -> Path:
+    """Train the PlaNet cell head of a gallery and save it beside the gallery."""
+    g = open_gallery(gallery)
+    return save_cell_head(g, train_cell_head(g, t1, t2))

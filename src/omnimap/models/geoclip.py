@@ -22,7 +22,6 @@ features to the 512-d space, and :meth:`GeoClip.predict` takes any 512-d query.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -32,14 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import xxhash
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
 from torch import nn
 from tqdm import tqdm
 
 from omnimap.core.errors import DataError, InputError
-from omnimap.core.fileio import atomic_path
-from omnimap.core.paths import cache_dir
+from omnimap.core.store import ArrayStore
 from omnimap.resources.packages import package_dir, require_file
 
 log = logging.getLogger(__name__)
@@ -196,13 +192,6 @@ def _digest(*paths: Path) -> str:
     return h.hexdigest()
 
 
-def _arrays_digest(*arrays: np.ndarray) -> str:
-    h = xxhash.xxh3_128()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()
-
-
 def _load_state(path: Path) -> dict[str, torch.Tensor] | torch.Tensor:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
@@ -252,8 +241,7 @@ class Gallery:
     lon: np.ndarray
     lat: np.ndarray
     embeddings: np.ndarray
-    key: str  # weights + gallery digest and size: names the cache file
-    path: Path
+    key: str  # weights + gallery digest and size
 
     def __len__(self) -> int:
         return len(self.lon)
@@ -372,8 +360,8 @@ class GeoClip:
     def gallery(self, size: int | None = None) -> Gallery:
         """The package's 100k GPS gallery (or its first ``size`` points) with embeddings.
 
-        Encoded once per weights digest and size, then kept in ``cache_dir()/geoclip`` as
-        safetensors carrying a digest of its arrays: a corrupt file is rebuilt.
+        Encoded once per weights digest and size, then kept in the store (verified on
+        read, bounded with the rest of the cache): a damaged entry is rebuilt.
         """
         size = GALLERY_SIZE if size is None else int(size)
         if not 1 <= size <= GALLERY_SIZE:
@@ -388,12 +376,11 @@ class GeoClip:
 
     def _open_gallery(self, size: int) -> Gallery:
         key = f"{self.digest[:16]}-{size}"
-        path = cache_dir() / "geoclip" / f"gallery-{key}.safetensors"
-        if path.exists():
-            try:
-                return self._read_gallery(path, key, size)
-            except DataError as exc:
-                log.warning("rebuilding the GeoCLIP gallery cache: %s", exc)
+        store = ArrayStore("geoclip")
+        entry_key = f"{CACHE_FORMAT}|{self.digest}|{size}"
+        stored = store.read(entry_key)  # verified; a damaged entry is removed and rebuilt
+        if stored is not None and self._fits(stored, size):
+            return Gallery(stored["lon"], stored["lat"], stored["embeddings"], key)
         lon, lat = read_gallery_csv(self.files.gallery_csv, size)
         if len(lon) != size:
             raise DataError(f"{self.files.gallery_csv.name} has {len(lon)} rows, fewer than {size}")
@@ -403,31 +390,13 @@ class GeoClip:
             emb[start : start + step] = self.encode_locations(
                 lon[start : start + step], lat[start : start + step]
             )
-        meta = {"format": CACHE_FORMAT, "digest": self.digest, "size": str(size),
-                "arrays_xxh3_128": _arrays_digest(lon, lat, emb)}  # fmt: skip
-        with atomic_path(path) as tmp:
-            save_file({"lon": lon, "lat": lat, "embeddings": emb}, str(tmp), metadata=meta)
-        return Gallery(lon, lat, emb, key, path)
+        store.put(entry_key, {"lon": lon, "lat": lat, "embeddings": emb})
+        return Gallery(lon, lat, emb, key)
 
-    def _read_gallery(self, path: Path, key: str, size: int) -> Gallery:
-        try:
-            with safe_open(str(path), framework="np") as f:
-                meta = f.metadata() or {}
-                arrays = {name: f.get_tensor(name) for name in ("lon", "lat", "embeddings")}
-        except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path.name} is unreadable ({type(exc).__name__})") from None
-        lon, lat, emb = arrays["lon"], arrays["lat"], arrays["embeddings"]
-        if (
-            (meta.get("format"), meta.get("digest"), meta.get("size"))
-            != (CACHE_FORMAT, self.digest, str(size))
-            or emb.shape != (size, DIM)
-            or lon.shape != (size,)
-            or lat.shape != (size,)
-        ):
-            raise DataError(f"{path.name} belongs to other weights or another size")
-        if meta.get("arrays_xxh3_128") != _arrays_digest(lon, lat, emb):
-            raise DataError(f"{path.name} fails its digest check")
-        return Gallery(lon, lat, emb, key, path)
+    @staticmethod
+    def _fits(stored: dict[str, np.ndarray], size: int) -> bool:
+        shapes = {name: a.shape for name, a in stored.items()}
+        return shapes == {"lon": (size,), "lat": (size,), "embeddings": (size, DIM)}
 
 
 @cache

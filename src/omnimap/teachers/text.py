@@ -6,8 +6,9 @@ trained: token embeddings mean-pooled over the attention mask, then L2-normalise
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -36,6 +37,24 @@ def load_pretrained(loader, source: str):
         raise DataError(f"cannot load model {source!r}: {first_line(exc)}") from None
 
 
+@contextlib.contextmanager
+def _no_loading_bar() -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar (a frame of noise on every start) but
+    keep the hub's download bars, which a first use needs."""
+    import huggingface_hub.utils as hub
+    from transformers.utils import logging as hf_logging
+
+    shown, downloads = hf_logging.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    if downloads:
+        hub.enable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 class TextTeacher(Teacher):
     """A transformers encoder with mean pooling, loaded lazily on first use."""
 
@@ -59,7 +78,9 @@ class TextTeacher(Teacher):
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = load_pretrained(AutoTokenizer, self.source)
-        return tokenizer, load_pretrained(AutoModel, self.source).eval()
+        with _no_loading_bar():
+            model = load_pretrained(AutoModel, self.source).eval()
+        return tokenizer, model
 
     @cached_property
     def dim(self) -> int:

@@ -216,6 +216,11 @@ def _csv_row(record: dict[str, str]) -> tuple[Path, dict[str, Any]]:
     return Path(path), values
 
 
+def _line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of a byte offset."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def from_csv(
     csv_path: str | os.PathLike,
     imagery: PatchSource | str,
@@ -236,6 +241,10 @@ def from_csv(
         text = csv_path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read {csv_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = _line_of(csv_path.read_bytes(), exc.start)
+        raise InputError(f"{csv_path} is not UTF-8 (line {line}, byte {exc.start}); save it as "
+                         "UTF-8, e.g. iconv -f latin1 -t utf-8") from None  # fmt: skip
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:

@@ -6,6 +6,7 @@ Each recipe is a config type (``omnimap.train.config``) and the hooks of
     omnimap train atlas [--config FILE] [--out DIR]     # the built-in world atlas
     omnimap train sat2cap --config FILE [--out DIR]     # Sat2Cap on geotagged photos
     omnimap train soundscape [--out DIR]                # the built-in soundscape model
+    omnimap train geosound --config FILE [--out DIR]    # CLAP on geotagged recordings
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 from omnimap.core.errors import InputError
 from omnimap.train.loop import Recipe, RunResult, train
 from omnimap.train.recipes.atlas import AtlasRecipe
+from omnimap.train.recipes.geosound import GeoSoundRecipe
 from omnimap.train.recipes.sat2cap import Sat2CapRecipe
 from omnimap.train.recipes.soundscape import SoundscapeRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
-    r.config_type.recipe: r for r in (AtlasRecipe, Sat2CapRecipe, SoundscapeRecipe)
+    r.config_type.recipe: r for r in (AtlasRecipe, Sat2CapRecipe, SoundscapeRecipe, GeoSoundRecipe)
 }
 
 

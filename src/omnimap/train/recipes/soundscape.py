@@ -32,7 +32,7 @@ from omnimap.models.dynamic import dynamic_config
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
-from omnimap.teachers.soundscape import SoundscapeTeacher, compose
+from omnimap.teachers.soundscape import SoundscapeTeacher
 from omnimap.train.augment import PatchJitter
 from omnimap.train.batches import STATS_CHUNK, channel_statistics
 from omnimap.train.config import AtlasConfig
@@ -41,6 +41,7 @@ from omnimap.train.loop import Recipe
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = "species, sounds and words about sounds by place, week, hour (CC BY-NC-SA 4.0)"
 PROBE_POINTS = 2_000  # samples whose occurrences choose the held-out species
 
 
@@ -52,8 +53,8 @@ class SoundscapeConfig(AtlasConfig):
 
     name: str = "soundscape"
     teacher: str = "soundscape"
-    samples: int = 40_000
-    steps: int = 1_500
+    samples: int = 30_000
+    steps: int = 1_200
     batch_size: int = 256
     queue_size: int = 4_096
     warmup_steps: int = 100
@@ -113,7 +114,9 @@ class SoundscapeRecipe(Recipe):
         log.info("%d distinct captions", len(self.data.texts))
         captions = main_first(world, lambda: self.teacher.text_vectors(self.data.texts))
         self.targets_all = torch.from_numpy(
-            compose(len(bio), biophony=bio, taxon=tax, caption=captions[self.data.caption_index])
+            self.teacher.compose(
+                len(bio), biophony=bio, taxon=tax, caption=captions[self.data.caption_index]
+            )
         )
         self.imagery = BlueMarbleNative(cfg.patch_size)
         self.patches = torch.from_numpy(
@@ -148,6 +151,7 @@ class SoundscapeRecipe(Recipe):
         """What ``omnimap evaluate soundscape`` and the model card read besides the loop's."""
         labels = self.teacher.labels
         return {
+            "description": DESCRIPTION,
             "teacher": self.teacher.to_config(),
             "imagery": self.imagery.to_config(),
             "holdout": self.holdout.to_json(),

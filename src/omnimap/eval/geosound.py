@@ -1,0 +1,56 @@
+"""``omnimap evaluate geosound``: a sound-map student on held-out geotagged clips.
+
+Retrieval both ways between the student's embedding of each clip's place and time and
+the teacher's (CLAP) embedding of the clip (mixed with its caption as in training), as
+GeoCLAP reports it: R@10, R@100 and median rank, 1-based; beside it the ablation with
+the time inputs zeroed (time unknown). Anchor: GeoCLAP's image->sound R@100 on
+SoundingEarth rises from 0.256 to 0.450 with its full model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnimap.datasets.geosound import clap_targets, open_audio_pairs
+from omnimap.eval.retrieval import both_directions
+from omnimap.geo.timefeat import TIME_SLICE
+from omnimap.models.checkpoint import load_checkpoint
+from omnimap.models.embedder import Embedder
+from omnimap.teachers.registry import teacher_from_config
+
+KS = (10, 100)
+
+
+def evaluate_geosound(
+    model: str | Path, pairs: str | Path, caption_weight: float | None = None
+) -> dict:
+    loaded = load_checkpoint(model)
+    data = open_audio_pairs(pairs)
+    teacher = teacher_from_config(loaded.config["teacher"])
+    weight = (
+        caption_weight
+        if caption_weight is not None
+        else float(loaded.config.get("training", {}).get("caption_weight", 0.5))
+    )
+    targets = clap_targets(teacher, data, weight, progress=False)
+    embedder = Embedder(loaded)
+    patches = embedder.imagery.patches(data.lon, data.lat)
+    meta = data.metadata()
+    no_time = meta.copy()
+    no_time[:, TIME_SLICE] = 0.0
+    rows = {}
+    for name, m in (("full", meta), ("no_time", no_time)):
+        both = both_directions(embedder.samples(patches, m), targets, ks=KS)
+        rows[name] = {"overhead_to_sound": both["forward"], "sound_to_overhead": both["backward"]}
+    return {"clips": len(data), "teacher": loaded.config["teacher"]["name"], "modes": rows}
+
+
+def format_table(metrics: dict) -> str:
+    lines = [
+        f"{metrics['clips']} clips; R@10 / R@100 / median rank (overhead->sound | sound->overhead)"
+    ]
+    for mode, r in metrics["modes"].items():
+        f, b = r["overhead_to_sound"], r["sound_to_overhead"]
+        lines.append(f"  {mode:8s} {f['R@10']:.3f} / {f['R@100']:.3f} / {f['median_rank']:.0f} | "
+                     f"{b['R@10']:.3f} / {b['R@100']:.3f} / {b['median_rank']:.0f}")  # fmt: skip
+    return "\n".join(lines)
