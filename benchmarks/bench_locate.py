@@ -82,14 +82,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--skip-field", action="store_true")
+    parser.add_argument("--skip-knn", action="store_true")
     args = parser.parse_args()
-    result = {"machine": machine(), "knn": bench_knn(args.observations)}
+    result = {"machine": machine()}
+    if not args.skip_knn:
+        result["knn"] = bench_knn(args.observations)
     if not args.skip_field:
         result["field"] = bench_field()
     for part in ("knn", "field"):
         for key, v in result.get(part, {}).items():
             print(f"{part:6s}{key:22s} {v:,.6g}" if isinstance(v, float) else f"{part:6s}{key:22s} {v}")
-    print("saved", save("locate", result))
+    print("saved", save("locate-" + "-".join(k for k in ("knn", "field") if k in result), result))
 
 
 if __name__ == "__main__":

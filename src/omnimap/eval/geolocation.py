@@ -54,7 +54,7 @@ CALIBRATION_SEED = 20_241_108
 GALLERY_SEED = 20_241_109
 TEMPERATURES = np.geomspace(0.004, 0.128, 11)  # factor 1.41 steps
 # GeoCLIP (NeurIPS 2023), Im2GPS3k, photos: a different task, shown for the layout only.
-GEOCLIP_IM2GPS3K = {"1km": 14.11, "25km": 34.47, "200km": 50.65, "750km": 69.67, "2500km": 83.82}
+GEOCLIP_IM2GPS3K = {"1km": 14.1, "25km": 34.5, "200km": 50.7, "750km": 69.7, "2500km": 83.8}
 BATCH = 256
 HOUR_BIN = 6.0  # time-given field: one world of fused cells per month x 6-hour slot
 

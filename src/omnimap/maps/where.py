@@ -41,8 +41,9 @@ from omnimap.models.geoclip import GeoClip
 from omnimap.teachers.registry import get_teacher, teacher_from_config
 
 MODALITIES = ("text", "image", "audio")
-# Measured on the atlas hold-out (docs/where-and-when.md): the best method with a gallery.
-DEFAULT_WITH_GALLERY = "knn"
+# The best measured on the atlas hold-out (docs/where-and-when.md): field, time given,
+# had the lowest median error and the most within 750 and 2,500 km.
+DEFAULT_METHOD = "field"
 
 
 def embed_query(engine: MapEngine, query, modality: str = "text") -> tuple[np.ndarray, str]:
@@ -91,7 +92,7 @@ def locate(
     """Where was this observed: the posterior over a region's cells and ranked hypotheses."""
     moment = parse_when(when)
     grid = _grid(bbox, region, resolution)
-    method = check_method(method or (DEFAULT_WITH_GALLERY if gallery is not None else "field"))
+    method = check_method(method or DEFAULT_METHOD)
     if method in ("knn", "cells", "geoclip") and gallery is None:
         raise InputError(f"--method {method} needs a gallery (--gallery G; omnimap gallery build)")
     engine = engine or MapEngine(model or "atlas")
