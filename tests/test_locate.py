@@ -145,6 +145,11 @@ def test_posterior_files(engine, tmp_path):
     gj = json.loads(paths["geojson"].read_text())
     assert gj["method"] == "field" and gj["features"][0]["properties"]["rank"] == 1
     assert {"mass", "radius_km"} <= set(gj["features"][0]["properties"])
+    import rasterio
+
+    with rasterio.open(paths["tif"]) as src:  # a posterior, not similarities
+        assert src.units == ("probability",) and "sum to 1" in src.descriptions[0]
+        assert abs(float(np.nansum(src.read(1))) - 1.0) < 1e-3
 
 
 def test_time_scores_and_verification_agree(engine):

@@ -118,3 +118,11 @@ def test_loss_gradient_flows_to_student_only():
     t = _unit(4, 8, 15)
     queue_infonce(s, t, torch.arange(4), torch.tensor(math.e)).backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
+
+
+def test_an_empty_queue_leaves_in_batch_negatives_only():
+    q = TeacherQueue(0, 2, batch_size=2)
+    q.fill(torch.ones(3, 2), torch.tensor([1, 2, 3]))
+    q.push(torch.zeros(2, 2), torch.tensor([4, 5]))
+    vectors, labels = q.current()
+    assert vectors.shape == (0, 2) and labels.numel() == 0 and q.ptr == 0

@@ -45,6 +45,7 @@ from omnimap.maps.cells import CellHead
 from omnimap.maps.engine import MapEngine
 from omnimap.maps.geojson import write_points
 from omnimap.maps.result import MapResult
+from omnimap.maps.stac import PROBABILITY
 from omnimap.models.geoclip import GeoClip
 
 METHODS = ("field", "knn", "cells", "geoclip")
@@ -86,7 +87,8 @@ class Posterior:
         """X.tif (COG) and X.png through the map writer, X.geojson of the hypotheses."""
         tif = Path(tif)
         result = MapResult(scores=self.prob, grid=self.grid, prompt=f"where: {self.query}",
-                           when=self.when, place=self.method, model=self.model)  # fmt: skip
+                           when=self.when, place=self.method, model=self.model,
+                           values=PROBABILITY)  # fmt: skip
         paths = result.write(tif, geojson=False, stac=False)
         points = [{"lon": h.lon, "lat": h.lat, "rank": h.rank, "mass": h.mass,
                    "radius_km": h.radius_km} for h in self.hypotheses]  # fmt: skip

@@ -13,7 +13,6 @@ import numpy as np
 
 from omnimap.core.fileio import atomic_path
 from omnimap.geo.bbox import wrap_lon
-from omnimap.maps.stac import COLORBAR_LABEL
 from omnimap.resources.coastlines import coastlines_in, drawable
 
 if TYPE_CHECKING:  # annotations only: result.py renders through here
@@ -88,7 +87,7 @@ def render_map(result: MapResult):
     title, families = drawable_text(textwrap.fill(result.title, 90))
     ax.set_title(title.replace("$", r"\$"), fontsize=13, family=families)
     colorbar = figure.colorbar(image, ax=ax, shrink=0.9, pad=0.02, extend="both")
-    colorbar.set_label(COLORBAR_LABEL)
+    colorbar.set_label(result.values.label)
     return figure
 
 

@@ -17,7 +17,7 @@ from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import When
 from omnimap.maps.geojson import points_collection, write_points
 from omnimap.maps.render import render_map
-from omnimap.maps.stac import COLORBAR_LABEL, UNITS_NOTE, stac_document, stac_path
+from omnimap.maps.stac import SIMILARITY, Values, stac_document, stac_path
 
 
 @dataclass
@@ -29,6 +29,7 @@ class MapResult:
     place: str = ""  # e.g. "Alps" or "-10,35,30,60"
     model: str = ""  # model name for metadata
     crs: str = "EPSG:4326"
+    values: Values = SIMILARITY  # what the cells hold (a posterior: PROBABILITY)
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float32)
@@ -103,7 +104,7 @@ class MapResult:
             "when": self.when.dt.isoformat() if self.when else "none",
             "model": self.model,
             "place": self.place,
-            "description": UNITS_NOTE,
+            "description": self.values.note,
         }
 
     def write_geotiff(self, path: str | Path) -> Path:
@@ -139,8 +140,8 @@ class MapResult:
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(self.scores, 1)
             dst.update_tags(**self._metadata())
-            dst.set_band_description(1, COLORBAR_LABEL)
-            dst.units = ("cosine similarity",)
+            dst.set_band_description(1, self.values.label)
+            dst.units = (self.values.unit,)
 
     def write_geojson(self, path: str | Path, k: int = 10) -> Path:
         """Write the top ``k`` peaks as an RFC 7946 FeatureCollection of points."""

@@ -14,6 +14,7 @@ A map at a local solar time ``t`` holds, at longitude ``lon``, the instant
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -30,6 +31,21 @@ if TYPE_CHECKING:  # for annotations only: result.py writes its items through he
 
 UNITS_NOTE = "cosine similarity; higher = more likely"
 COLORBAR_LABEL = "similarity to prompt (higher = more likely)"
+
+
+@dataclass(frozen=True)
+class Values:
+    """What a map's cell values are: their unit, the colour bar and band label, and a
+    line for the metadata."""
+
+    unit: str
+    label: str
+    note: str
+
+
+SIMILARITY = Values("cosine similarity", COLORBAR_LABEL, UNITS_NOTE)
+PROBABILITY = Values("probability", "probability of the place (the cells sum to 1)",
+                     "posterior probability of each cell; the cells sum to 1")  # fmt: skip
 
 STAC_VERSION = "1.1.0"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -120,7 +136,7 @@ def stac_item(
     item_id = item_id or PurePosixPath(urlsplit(tif_href).path).stem or "omnimap-map"
     properties = {
         "title": result.title,
-        "description": f"Zero-shot map: {result.title}. Values: {UNITS_NOTE}.",
+        "description": f"Zero-shot map: {result.title}. Values: {result.values.note}.",
         **_time_properties(result.when, result.grid, created),
         "created": _rfc3339(created),
         "omnimap:prompt": result.prompt,
@@ -135,12 +151,12 @@ def stac_item(
         "data": {
             "href": tif_href,
             "type": COG_MEDIA_TYPE,
-            "title": "Similarity scores (Cloud-Optimized GeoTIFF, EPSG:4326)",
-            "description": COLORBAR_LABEL,
+            "title": f"{result.values.unit.capitalize()} (Cloud-Optimized GeoTIFF, EPSG:4326)",
+            "description": result.values.label,
             "roles": ["data"],
             "data_type": "float32",
             "nodata": "nan",
-            "unit": "cosine similarity",
+            "unit": result.values.unit,
             "statistics": _statistics(result.scores),
         }
     }

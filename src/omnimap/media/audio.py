@@ -256,8 +256,8 @@ def _check_level(mean_square: float, what: str) -> None:
 def _too_long(path: Path, seconds: float | None, limit: float) -> InputError:
     length = f" is {seconds:.0f} s long;" if seconds is not None else " is longer than the limit;"
     return InputError(
-        f"{path.name}{length} the limit is {limit:.0f} s; split it, or pass "
-        f"truncate=True to read the first {limit:.0f} s"
+        f"{path.name}{length} the limit is {limit:.0f} s; use a shorter clip "
+        f"(e.g. its first {limit:.0f} s)"
     )
 
 

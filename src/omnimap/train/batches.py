@@ -93,6 +93,16 @@ def channel_statistics(chunks: Iterable[np.ndarray]) -> tuple[list[float], list[
     return mean.tolist(), np.sqrt(np.maximum(total_sq / count - mean * mean, 1e-12)).tolist()
 
 
+def patch_cnn_overhead(patches: torch.Tensor, patch_size: int, jitter: int) -> dict:
+    """The patch-CNN overhead encoder's config, normalised by the channel statistics of
+    the training patches' centres (the jitter margin left out)."""
+    j, p = jitter, patch_size
+    centres = (patches[s : s + STATS_CHUNK, :, j : j + p, j : j + p].numpy()
+               for s in range(0, len(patches), STATS_CHUNK))  # fmt: skip
+    mean, std = channel_statistics(centres)
+    return {"type": "patch_cnn", "patch_size": p, "mean": mean, "std": std}
+
+
 def prefetch(
     load: Callable[[int], object], steps: range, depth: int = 2
 ) -> Iterator[tuple[int, object]]:

@@ -106,7 +106,7 @@ class TeacherQueue:
         self.vectors[:n] = vectors[:n]
         self.labels[:n] = labels[:n]
         self.filled = n
-        self.ptr = n % len(self.vectors)
+        self.ptr = n % len(self.vectors) if len(self.vectors) else 0
 
     def to(self, device: torch.device | str) -> TeacherQueue:
         """Move to the training device (the queue joins every step's logits)."""
@@ -115,6 +115,8 @@ class TeacherQueue:
 
     def push(self, vectors: torch.Tensor, labels: torch.Tensor) -> None:
         n = len(vectors)
+        if not len(self.vectors):  # queue_size 0: in-batch negatives only
+            return
         idx = (self.ptr + torch.arange(n, device=self.vectors.device)) % len(self.vectors)
         self.vectors[idx] = vectors.detach()
         self.labels[idx] = labels

@@ -34,7 +34,7 @@ from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
 from omnimap.teachers.soundscape import SoundscapeTeacher
 from omnimap.train.augment import PatchJitter
-from omnimap.train.batches import STATS_CHUNK, channel_statistics
+from omnimap.train.batches import patch_cnn_overhead
 from omnimap.train.config import AtlasConfig
 from omnimap.train.distributed import World, main_first
 from omnimap.train.loop import Recipe
@@ -126,11 +126,7 @@ class SoundscapeRecipe(Recipe):
         return len(self.data)
 
     def architecture(self) -> dict:
-        j, p = self.cfg.jitter, self.cfg.patch_size
-        centres = (self.patches[s : s + STATS_CHUNK, :, j : j + p, j : j + p].numpy()
-                   for s in range(0, len(self.patches), STATS_CHUNK))  # fmt: skip
-        mean, std = channel_statistics(centres)
-        overhead = {"type": "patch_cnn", "patch_size": p, "mean": mean, "std": std}
+        overhead = patch_cnn_overhead(self.patches, self.cfg.patch_size, self.cfg.jitter)
         return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config()}
 
     def labels(self, rows: np.ndarray) -> torch.Tensor:
