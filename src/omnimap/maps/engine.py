@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 
 import numpy as np
+import torch
 
 from omnimap.core.errors import DataError, InputError
 from omnimap.core.lru import LRUCache
@@ -170,20 +171,34 @@ class MapEngine:
                 yield slice(r0, r1), slice(0, grid.ncols), piece, o
 
     def fused_pieces(
-        self, grid: LatLonGrid, when: When | None, mode: str | None = None, desc: str = "map"
-    ) -> Iterator[tuple[slice, slice, LatLonGrid, np.ndarray]]:
+        self, grid: LatLonGrid, when: When | None, mode: str | None = None, desc: str = "map",
+        into: np.ndarray | None = None,
+    ) -> Iterator[tuple[slice, slice, LatLonGrid, np.ndarray]]:  # fmt: skip
         """(grid rows, grid cols, piece grid, unit embeddings (cells, D) float16). Every
         path (maps in memory or streamed, searches, indexes) scores these same
         float16-rounded vectors, so they all give identical numbers. ``desc`` names the
-        pass on the progress bar a big grid gets (on a terminal)."""
+        pass on the progress bar a big grid gets (on a terminal). With ``into`` (a
+        (nrows, ncols, D) float16 array) each piece is written there and yielded as a view.
+        """
         mode = mode or mode_for(when)
         big = grid.size > 2 * CHUNK_CELLS
+        work = None  # one float32 buffer for every piece: fresh ones cost page faults
         with progress(grid.size, desc, unit_scale=True, show=big) as bar:
             for rows, cols, piece, o in self.pieces(grid, overhead=MODES[mode][0]):
                 lon, lat = piece.centers()
                 local = local_times(when, lon) if when is not None else None
-                fused = self.embedder.fused(lon, lat, local, mode, overhead=o)
-                yield rows, cols, piece, fused.astype(np.float16)
+                if work is None or len(work) < piece.size:
+                    work = np.empty((piece.size, self.dim), dtype=np.float32)
+                fused = self.embedder.fused(lon, lat, local, mode, overhead=o,
+                                            out=work[: piece.size])  # fmt: skip
+                if into is not None:
+                    half = into[rows, cols]  # a view; torch rounds to float16 on all cores
+                    torch.from_numpy(half).copy_(torch.from_numpy(fused).view(half.shape))
+                    half = half.reshape(piece.size, self.dim)
+                else:
+                    half = np.empty((piece.size, self.dim), dtype=np.float16)
+                    torch.from_numpy(half).copy_(torch.from_numpy(fused))
+                yield rows, cols, piece, half
                 bar.update(piece.size)
 
     def fits_memory(self, grid: LatLonGrid) -> bool:
@@ -208,8 +223,8 @@ class MapEngine:
         if emb is None:
             emb = np.empty(shape, dtype=np.float16)
             cube = emb.reshape(grid.nrows, grid.ncols, self.dim)
-            for rows, cols, piece, fused in self.fused_pieces(grid, when, mode):
-                cube[rows, cols] = fused.reshape(piece.nrows, piece.ncols, self.dim)
+            for _ in self.fused_pieces(grid, when, mode, into=cube):
+                pass
             # Kept in this engine's memory anyway; on disk too when small enough.
             persist = self.use_cache and self.store.persistent
             if persist and self.store.fits(shape, np.float16, FUSED_DISK_LIMIT_BYTES):

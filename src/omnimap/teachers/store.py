@@ -42,6 +42,7 @@ class EmbeddingStore:
         self.store = store if store is not None else ArrayStore(f"embeddings/{space_slug(space)}")
         self._rows: dict[tuple[int, int], int] | None = None
         self._blocks: list[np.ndarray] = []
+        self._ends: list[int] = []  # one past each block's last row
         self._segments: dict[str, int] = {}  # stored segment -> its rows
 
     def _segment_keys(self) -> list[str]:
@@ -51,7 +52,7 @@ class EmbeddingStore:
         """Read every valid segment once (damaged ones are removed by the store)."""
         if self._rows is not None:
             return self._rows
-        self._rows, self._blocks, self._segments = {}, [], {}
+        self._rows, self._blocks, self._ends, self._segments = {}, [], [], {}
         for key in self._segment_keys():
             arrays = self.store.read(key)
             if arrays is None or "keys" not in arrays or "vectors" not in arrays:
@@ -62,15 +63,23 @@ class EmbeddingStore:
         return self._rows
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        start = sum(len(b) for b in self._blocks)
+        # Rows are numbered across the blocks, which are never concatenated: a new
+        # prompt must not copy the 100k training descriptions' vectors again.
+        start = self._ends[-1] if self._ends else 0
         self._blocks.append(np.asarray(vectors, dtype=np.float32))
+        self._ends.append(start + len(vectors))
         for j, (a, b) in enumerate(np.asarray(keys)):
             self._rows.setdefault((int(a), int(b)), start + j)
 
-    def _vectors(self) -> np.ndarray:
-        if len(self._blocks) > 1:
-            self._blocks = [np.concatenate(self._blocks)]
-        return self._blocks[0] if self._blocks else np.empty((0, 0), np.float32)
+    def _dim(self) -> int:
+        return self._blocks[0].shape[1] if self._blocks else 0
+
+    def _gather(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """``out[i] = vector of row rows[i]``, block by block."""
+        block = np.searchsorted(self._ends, rows, side="right")
+        for b in np.unique(block):
+            pick = block == b
+            out[pick] = self._blocks[b][rows[pick] - (self._ends[b - 1] if b else 0)]
 
     def _write_segment(self, keys: np.ndarray, vectors: np.ndarray) -> str:
         key = f"{self.space}|seg|{array_digest(keys, vectors)}"
@@ -109,10 +118,12 @@ class EmbeddingStore:
         rows = self._load()
         wanted = [(int(a), int(b)) for a, b in np.asarray(keys)]
         found = np.array([k in rows for k in wanted], dtype=bool)
-        vectors = self._vectors()
-        out = np.zeros((len(wanted), vectors.shape[1] if vectors.size else 0), np.float32)
+        out = np.zeros((len(wanted), self._dim()), np.float32)
         if found.any():
-            out[found] = vectors[[rows[k] for k, f in zip(wanted, found, strict=True) if f]]
+            hits = np.array([rows[k] for k, f in zip(wanted, found, strict=True) if f], np.int64)
+            picked = np.empty((len(hits), out.shape[1]), np.float32)
+            self._gather(hits, picked)
+            out[found] = picked
         return out, found
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -124,7 +135,7 @@ class EmbeddingStore:
         if not new:
             return
         keys, vectors = keys[new], vectors[new]
-        if self._blocks and self._vectors().shape[1] != vectors.shape[1]:
+        if self._blocks and self._dim() != vectors.shape[1]:
             raise ValueError(f"vectors of dim {vectors.shape[1]} in a store of {self.space}")
         self._write_segment(keys, vectors)
         self._add(keys, vectors)
