@@ -15,20 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from omnimap.core.errors import InputError
 from omnimap.datasets.geosound import clap_targets, open_audio_pairs
-from omnimap.models.dynamic import dynamic_config
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.sources.config import source_from_config
 from omnimap.teachers.registry import get_teacher
 from omnimap.train.augment import PatchJitter
-from omnimap.train.batches import patch_cnn_overhead
 from omnimap.train.config import TrainConfig
 from omnimap.train.distributed import World, main_first
-from omnimap.train.loop import Recipe
+from omnimap.train.recipes.patch_targets import PatchTargetRecipe
 
 
 @dataclass(kw_only=True)
@@ -55,7 +52,7 @@ class GeoSoundConfig(TrainConfig):
         ]  # fmt: skip
 
 
-class GeoSoundRecipe(Recipe):
+class GeoSoundRecipe(PatchTargetRecipe):
     config_type = GeoSoundConfig
 
     def prepare(self, world: World, device: torch.device, progress: bool) -> int:
@@ -64,7 +61,7 @@ class GeoSoundRecipe(Recipe):
         if len(self.data) < cfg.batch_size:
             raise InputError(f"{len(self.data)} clips are fewer than one batch of {cfg.batch_size}")
         self.teacher = get_teacher(cfg.teacher, "clap")
-        self.vectors = torch.from_numpy(
+        self.sample_targets = torch.from_numpy(
             main_first(
                 world, lambda: clap_targets(self.teacher, self.data, cfg.caption_weight, progress)
             )
@@ -78,23 +75,6 @@ class GeoSoundRecipe(Recipe):
         )
         self.meta = torch.from_numpy(self.data.metadata())
         return len(self.data)
-
-    def architecture(self) -> dict:
-        overhead = patch_cnn_overhead(self.patches, self.cfg.patch_size, self.cfg.jitter)
-        return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config()}
-
-    def labels(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(rows, dtype=np.int64))
-
-    def queue_targets(self, rows: np.ndarray) -> torch.Tensor:
-        return self.vectors[rows]
-
-    def load(self, rows: np.ndarray) -> dict:
-        return {
-            "patches": self.patches[rows],
-            "meta": self.meta[rows],
-            "targets": self.vectors[rows],
-        }
 
     def augment(self, gen: torch.Generator, patches: torch.Tensor, batch_size: int,
                 mine: slice) -> torch.Tensor:  # fmt: skip

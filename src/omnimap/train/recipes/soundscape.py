@@ -28,16 +28,14 @@ from omnimap.datasets.soundscape import (
     build_soundscape_set,
     sample_places_and_times,
 )
-from omnimap.models.dynamic import dynamic_config
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
 from omnimap.teachers.soundscape import SoundscapeTeacher
 from omnimap.train.augment import PatchJitter
-from omnimap.train.batches import patch_cnn_overhead
 from omnimap.train.config import AtlasConfig
 from omnimap.train.distributed import World, main_first
-from omnimap.train.loop import Recipe
+from omnimap.train.recipes.patch_targets import PatchTargetRecipe
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ def choose_held_species(probs: np.ndarray, is_species: np.ndarray, n: int,
     return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
 
 
-class SoundscapeRecipe(Recipe):
+class SoundscapeRecipe(PatchTargetRecipe):
     config_type = SoundscapeConfig
 
     def __init__(self, cfg: SoundscapeConfig, layers: GroundLayers | None = None,
@@ -113,7 +111,7 @@ class SoundscapeRecipe(Recipe):
         self.data: SoundscapeSet = build_soundscape_set(layers, points, rich, cfg.phrasings, rng)
         log.info("%d distinct captions", len(self.data.texts))
         captions = main_first(world, lambda: self.teacher.text_vectors(self.data.texts))
-        self.targets_all = torch.from_numpy(
+        self.sample_targets = torch.from_numpy(
             self.teacher.compose(
                 len(bio), biophony=bio, taxon=tax, caption=captions[self.data.caption_index]
             )
@@ -124,20 +122,6 @@ class SoundscapeRecipe(Recipe):
         )
         self.meta = torch.from_numpy(self.data.metadata())
         return len(self.data)
-
-    def architecture(self) -> dict:
-        overhead = patch_cnn_overhead(self.patches, self.cfg.patch_size, self.cfg.jitter)
-        return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config()}
-
-    def labels(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(rows, dtype=np.int64))
-
-    def queue_targets(self, rows: np.ndarray) -> torch.Tensor:
-        return self.targets_all[rows]
-
-    def load(self, rows: np.ndarray) -> dict:
-        return {"patches": self.patches[rows], "meta": self.meta[rows],
-                "targets": self.targets_all[rows]}  # fmt: skip
 
     def augment(self, gen: torch.Generator, patches: torch.Tensor, batch_size: int,
                 mine: slice) -> torch.Tensor:  # fmt: skip
