@@ -8,26 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from omnimap.cli.main import main as cli_main
-
-
-def run_cli(*args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["omnimap", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            cli_main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
+from faults import run_cli
 
 
 def assert_user_error(code, err, *fragments):

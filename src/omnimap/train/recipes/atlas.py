@@ -30,18 +30,16 @@ from omnimap.models.dynamic import dynamic_config
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.base import Teacher
 from omnimap.teachers.registry import get_teacher
-from omnimap.train.augment import PatchJitter
-from omnimap.train.batches import patch_cnn_overhead
 from omnimap.train.config import AtlasConfig
 from omnimap.train.distributed import World, main_first
-from omnimap.train.loop import Recipe
+from omnimap.train.recipes.patches import PatchRecipe
 
 log = logging.getLogger(__name__)
 
 EXAMPLES_FILE, N_EXAMPLES = "examples.json", 40  # descriptions shown beside the model
 
 
-class AtlasRecipe(Recipe):
+class AtlasRecipe(PatchRecipe):
     config_type = AtlasConfig
     label_columns = 2  # (description id, facts id)
 
@@ -49,7 +47,6 @@ class AtlasRecipe(Recipe):
         """``layers``: already loaded ground layers to reuse (they take seconds to read)."""
         super().__init__(cfg)
         self.layers = layers
-        self.jitter = PatchJitter(cfg.patch_size, cfg.jitter)
 
     def prepare(self, world: World, device: torch.device, progress: bool) -> int:
         cfg = self.cfg
@@ -62,20 +59,16 @@ class AtlasRecipe(Recipe):
         self.teacher: Teacher = get_teacher(cfg.teacher)
         vectors = main_first(world, lambda: self.data.target_vectors(self.teacher, progress))
         self.text_vectors = torch.from_numpy(vectors)
-        self.imagery = BlueMarbleNative(cfg.patch_size)
-        self.patches = torch.from_numpy(
-            self.imagery.patches(self.data.lon, self.data.lat, size=cfg.patch_size + 2 * cfg.jitter)
-        )
-        self.meta = torch.from_numpy(self.data.metadata(cfg.climate_inputs))
+        self.read_inputs(BlueMarbleNative(cfg.patch_size), self.data.lon, self.data.lat,
+                         self.data.metadata(cfg.climate_inputs))  # fmt: skip
         self.text_index = torch.from_numpy(self.data.text_index.astype(np.int64))
         # The description id and the facts id: samples agreeing on either mean the same.
         _, fact_ids = np.unique(self.data.facts.matrix(), axis=0, return_inverse=True)
         self.label_table = torch.stack([self.text_index, torch.from_numpy(fact_ids.ravel())], dim=1)
         return len(self.data)
 
-    def architecture(self) -> dict:
-        overhead = patch_cnn_overhead(self.patches, self.cfg.patch_size, self.cfg.jitter)
-        return {"dim": self.teacher.dim, "overhead": overhead, "dynamic": dynamic_config(climate=self.cfg.climate_inputs)}
+    def dynamic(self) -> dict:
+        return dynamic_config(climate=self.cfg.climate_inputs)
 
     def labels(self, rows: np.ndarray) -> torch.Tensor:
         return self.label_table[rows]
@@ -86,10 +79,6 @@ class AtlasRecipe(Recipe):
     def load(self, rows: np.ndarray) -> dict:
         return {"patches": self.patches[rows], "meta": self.meta[rows],
                 "targets": self.queue_targets(rows)}  # fmt: skip
-
-    def augment(self, gen: torch.Generator, patches: torch.Tensor, batch_size: int,
-                mine: slice) -> torch.Tensor:  # fmt: skip
-        return self.jitter(patches, self.jitter.sample(gen, batch_size)[mine])
 
     def checkpoint_config(self) -> dict:
         """What ``omnimap evaluate atlas`` and the model card read besides the loop's."""

@@ -22,10 +22,9 @@ from omnimap.datasets.geosound import clap_targets, open_audio_pairs
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.sources.config import source_from_config
 from omnimap.teachers.registry import get_teacher
-from omnimap.train.augment import PatchJitter
 from omnimap.train.config import TrainConfig
 from omnimap.train.distributed import World, main_first
-from omnimap.train.recipes.patch_targets import PatchTargetRecipe
+from omnimap.train.recipes.patches import PatchTargetRecipe
 
 
 @dataclass(kw_only=True)
@@ -66,19 +65,9 @@ class GeoSoundRecipe(PatchTargetRecipe):
                 world, lambda: clap_targets(self.teacher, self.data, cfg.caption_weight, progress)
             )
         )
-        self.imagery = (
-            source_from_config(cfg.imagery) if cfg.imagery else BlueMarbleNative(cfg.patch_size)
-        )
-        self.jitter = PatchJitter(cfg.patch_size, cfg.jitter)
-        self.patches = torch.from_numpy(
-            self.imagery.patches(self.data.lon, self.data.lat, size=cfg.patch_size + 2 * cfg.jitter)
-        )
-        self.meta = torch.from_numpy(self.data.metadata())
+        imagery = source_from_config(cfg.imagery) if cfg.imagery else BlueMarbleNative(cfg.patch_size)
+        self.read_inputs(imagery, self.data.lon, self.data.lat, self.data.metadata())
         return len(self.data)
-
-    def augment(self, gen: torch.Generator, patches: torch.Tensor, batch_size: int,
-                mine: slice) -> torch.Tensor:  # fmt: skip
-        return self.jitter(patches, self.jitter.sample(gen, batch_size)[mine])
 
     def checkpoint_config(self) -> dict:
         return {"teacher": self.teacher.to_config(), "imagery": self.imagery.to_config(),

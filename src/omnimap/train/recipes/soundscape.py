@@ -32,10 +32,9 @@ from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
 from omnimap.teachers.soundscape import SoundscapeTeacher
-from omnimap.train.augment import PatchJitter
 from omnimap.train.config import AtlasConfig
 from omnimap.train.distributed import World, main_first
-from omnimap.train.recipes.patch_targets import PatchTargetRecipe
+from omnimap.train.recipes.patches import PatchTargetRecipe
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,6 @@ class SoundscapeRecipe(PatchTargetRecipe):
                  meta: BirdNetMeta | None = None):  # fmt: skip
         super().__init__(cfg)
         self.layers, self.meta_model = layers, meta
-        self.jitter = PatchJitter(cfg.patch_size, cfg.jitter)
 
     def prepare(self, world: World, device: torch.device, progress: bool) -> int:
         cfg = self.cfg
@@ -116,16 +114,9 @@ class SoundscapeRecipe(PatchTargetRecipe):
                 len(bio), biophony=bio, taxon=tax, caption=captions[self.data.caption_index]
             )
         )
-        self.imagery = BlueMarbleNative(cfg.patch_size)
-        self.patches = torch.from_numpy(
-            self.imagery.patches(self.data.lon, self.data.lat, size=cfg.patch_size + 2 * cfg.jitter)
-        )
-        self.meta = torch.from_numpy(self.data.metadata())
+        self.read_inputs(BlueMarbleNative(cfg.patch_size), self.data.lon, self.data.lat,
+                         self.data.metadata())  # fmt: skip
         return len(self.data)
-
-    def augment(self, gen: torch.Generator, patches: torch.Tensor, batch_size: int,
-                mine: slice) -> torch.Tensor:  # fmt: skip
-        return self.jitter(patches, self.jitter.sample(gen, batch_size)[mine])
 
     def checkpoint_config(self) -> dict:
         """What ``omnimap evaluate soundscape`` and the model card read besides the loop's."""
