@@ -172,6 +172,41 @@ def test_describe_is_deterministic():
     assert any(w in text for w in ("hot", "heat")) and any(w in text for w in ("rain", "showers"))
 
 
+class _WordTeacher:
+    """A teacher that embeds a clause as the count vector of a few words: exact sums."""
+
+    words = ("desert", "dunes", "night", "dark", "rain", "heat", "summer", "winter", "midday")
+
+    def embed(self, modality, texts, progress=False):
+        return np.array([[t.lower().count(w) for w in self.words] for t in texts], np.float32)
+
+
+def test_time_free_targets_are_the_scene_sentence_alone(layers):
+    data = build_set(layers, 400, seed=3)
+    scene = data.scene_vectors(_WordTeacher())
+    full = data.target_vectors(_WordTeacher())
+    assert scene.shape == full.shape and (data.scene_clauses >= 1).all()
+    for t in range(0, len(data.texts), 37):
+        n = data.scene_clauses[t]
+        clauses = [data.parts[i] for i in data.part_index[t] if i >= 0]
+        sentence = data.texts[t].split(". ")[0]
+        assert ", ".join(clauses[:n]).lower() == sentence.lower().rstrip(".")  # the scene
+        # The scene target counts the scene clauses only (the cover twice), unit length.
+        want = sum(D.COVER_WEIGHT ** (k == 0) * _WordTeacher().embed("text", [c])[0]
+                   for k, c in enumerate(clauses[:n]))  # fmt: skip
+        if np.linalg.norm(want) > 0:
+            np.testing.assert_allclose(scene[t], want / np.linalg.norm(want), atol=1e-6)
+    # Somewhere the moment adds words the scene lacks (night, rain, heat...).
+    assert np.abs(scene - full).max() > 0.1
+
+
+def test_dry_places_are_described_without_the_word_rain():
+    """The text teacher barely reads negation: "hardly any rain" embeds near "rain"."""
+    for key in (F.ARID, F.LITTLE_RAIN, F.DRY_SEASON):
+        for phrase in D.WETNESS[key]:
+            assert "rain" not in phrase and "never" not in phrase, phrase
+
+
 def test_holdout_blocks_are_never_trained_on(layers):
     holdout = choose_holdout(layers, land_fraction=0.1, seed=3)
     assert 10 <= len(holdout.blocks) <= 60

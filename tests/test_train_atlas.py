@@ -193,3 +193,32 @@ def test_tiny_training_run_learns_and_saves_a_loadable_model(layers, tmp_path):
     engine = MapEngine(model, store=ArrayStore("cells", root=tmp_path))
     scores = engine.score("the open ocean", LatLonGrid.from_bbox(BBox(-40, -10, 20, 30), 1.0))
     assert np.isfinite(scores).all() and scores.std() > 0
+
+
+def test_samples_without_their_time_learn_the_scene_sentence(layers, tiny_teacher_dir, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    from omnimap.train import batches
+    from omnimap.train import loop as loop_module
+
+    seen = []
+    real = loop_module.queue_infonce
+
+    def spy(s, own, *args):
+        seen.append(own.detach().clone())
+        return real(s, own, *args)
+
+    monkeypatch.setattr(loop_module, "queue_infonce", spy)
+    cfg = _tiny(tiny_teacher_dir, steps=3, time_dropout=0.5)
+    recipe = AtlasRecipe(cfg, layers)
+    train(recipe, tmp_path / "run", progress=False)
+    n = len(recipe.data)
+    for step, own in enumerate(seen):
+        rows = batches.batch_rows(cfg.seed, step, n, cfg.batch_size)
+        dropped = batches.dropouts(cfg.seed, step, len(rows), *recipe.dropout_rates()).time
+        assert 0 < dropped.sum() < len(rows)
+        ids = recipe.text_index[rows]
+        want = torch.where(torch.from_numpy(dropped)[:, None], recipe.scene_vectors[ids],
+                           recipe.text_vectors[ids])  # fmt: skip
+        torch.testing.assert_close(own, want)
+        # The two targets differ wherever the description has a moment sentence.
+        assert (recipe.scene_vectors[ids] - recipe.text_vectors[ids]).abs().amax(1).gt(1e-3).all()

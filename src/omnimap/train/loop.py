@@ -111,6 +111,11 @@ class Recipe(ABC):
         """(rows, dim) teacher embeddings of this rank's rows, on ``device``."""
         return batch["targets"].to(device)
 
+    def time_free_targets(self, batch: dict, device: torch.device) -> torch.Tensor | None:
+        """(rows, dim) targets for rows whose time input is dropped, where the teacher's
+        text depends on the time (what is known without it); None: ``targets``."""
+        return None
+
     def dropout_rates(self) -> tuple[float, float, float]:
         """(metadata, time, overhead) dropout probabilities."""
         return self.cfg.meta_dropout, self.cfg.time_dropout, self.cfg.overhead_dropout
@@ -276,6 +281,10 @@ def train(
         with autocast():
             s, scale = trainer(images, meta, 0.0 if drop.meta else 1.0, keep_overhead)
         own = recipe.targets(batch, device)
+        if drop.time.any():
+            free = recipe.time_free_targets(batch, device)
+            if free is not None:
+                own = torch.where(dropped.unsqueeze(1), free, own)
         keys, labels = gather_rows(own, world), batch["labels"].to(device)
         others = torch.ones(size, dtype=torch.bool, device=device)
         others[mine] = False

@@ -28,7 +28,8 @@ class AtlasSet:
     texts: list[str]  # distinct descriptions
     text_index: np.ndarray  # (N,) description of each sample
     parts: list[str]  # distinct sentences the teacher embeds (see describe.Descriptions)
-    part_index: np.ndarray  # (len(texts), 2) scene and moment sentence of each description
+    part_index: np.ndarray  # (len(texts), MAX_CLAUSES) clause ids of each description; -1 none
+    scene_clauses: np.ndarray  # (len(texts),) how many leading clauses are the scene
 
     def __len__(self) -> int:
         return len(self.lon)
@@ -52,6 +53,12 @@ class AtlasSet:
         """(len(texts), D) teacher targets of the distinct descriptions."""
         return target_vectors(teacher.embed("text", self.parts, progress), self.part_index)
 
+    def scene_vectors(self, teacher) -> np.ndarray:
+        """(len(texts), D) targets of the scene sentences alone: what a description
+        says when the time is unknown."""
+        parts = teacher.embed("text", self.parts)  # cached by the embedding store
+        return target_vectors(parts, self.part_index, keep_clauses=self.scene_clauses)
+
 
 def build_set(
     layers: GroundLayers, n: int, seed: int, accept=None, variants: int = 3,
@@ -71,4 +78,5 @@ def build_set(
         text_index=d.index,
         parts=d.parts,
         part_index=d.part_index,
+        scene_clauses=d.scene_clauses,
     )

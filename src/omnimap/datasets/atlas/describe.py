@@ -230,14 +230,14 @@ TIME_OF_DAY = {
     F.SUNSET: ["at sunset", "as the sun sets", "in the evening with the sun low"],
     F.DUSK: ["at dusk", "in the twilight after sunset", "as darkness falls"],
     F.POLAR_NIGHT: [
-        "in the polar night, when the sun never rises",
+        "in the polar night, dark all day long",
         "during the long polar darkness",
         "in the endless night of the polar winter",
     ],
     F.MIDNIGHT_SUN: [
-        "under the midnight sun",
-        "with the sun still up at midnight",
-        "in the never-ending daylight of the polar summer",
+        "in the round-the-clock sunlight of the polar summer",
+        "with the sun circling the sky without setting",
+        "in the endless daylight of the polar summer",
     ],
 }
 SEASON = {
@@ -258,12 +258,14 @@ WARMTH = {
     F.SCORCHING: ["scorching heat", "blistering heat", "baking in fierce heat"],
 }
 WETNESS = {
-    F.ARID: ["bone-dry air", "where it almost never rains", "parched and rainless"],
-    F.LITTLE_RAIN: ["dry weather", "little rain", "hardly any rain"],
+    # Dryness in words of dryness: the text teacher barely reads negation, so "hardly
+    # any rain" would sit beside "heavy rain" and invert every rain map.
+    F.ARID: ["bone-dry air", "parched, dusty ground", "a dry, cloudless sky"],
+    F.LITTLE_RAIN: ["dry weather", "mostly dry days", "dry, clear skies"],
     F.USUAL_RAIN: [],  # nothing worth remarking
     F.RAINY: ["frequent rain", "rainy weather", "regular showers"],
     F.DELUGE: ["heavy rain", "pouring rain most days", "soaking wet weather"],
-    F.DRY_SEASON: ["in the dry season", "during the long dry season", "in the rainless season"],
+    F.DRY_SEASON: ["in the dry season", "during the long dry season", "in the parched season"],
     F.MONSOON: ["in the monsoon rains", "during the monsoon", "in the rainy monsoon season"],
 }
 SNOWFALL = ["frequent snowfall", "snow falling often", "heavy snowfalls"]
@@ -384,8 +386,11 @@ def _cap(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def describe_parts_row(row: np.ndarray, variant: int, names: list[str]) -> tuple[str, list[str]]:
-    """(full description, its clauses) for one facts row (as from ``Facts.matrix()``).
+def describe_clauses_row(
+    row: np.ndarray, variant: int, names: list[str]
+) -> tuple[str, list[str], list[str]]:
+    """(full description, scene clauses, moment clauses) for one facts row (as from
+    ``Facts.matrix()``).
 
     The description is a scene sentence (what the place is) and, when the time is
     known, a moment sentence (time of day, season, weather). Its clauses ("a barren
@@ -396,11 +401,17 @@ def describe_parts_row(row: np.ndarray, variant: int, names: list[str]) -> tuple
     scene = _land_scene(f, pick) if f["surface"] == F.SURF_LAND else _water_scene(f, pick)
     text = _cap(", ".join(scene)) + "."
     if f["time_of_day"] < 0:
-        return text, scene
+        return text, scene, []
     pick = _Picker(np.array(_moment_key(f)), variant)
     time, weather = _time_phrase(f, pick), _weather_phrase(f, pick)
     moment = pick(MOMENT_TEMPLATES).format(time=", ".join(time), weather=", ".join(weather))
-    return f"{text} {_cap(moment)}", scene + time + weather
+    return f"{text} {_cap(moment)}", scene, time + weather
+
+
+def describe_parts_row(row: np.ndarray, variant: int, names: list[str]) -> tuple[str, list[str]]:
+    """(full description, all its clauses) for one facts row."""
+    text, scene, moment = describe_clauses_row(row, variant, names)
+    return text, scene + moment
 
 
 def describe_row(row: np.ndarray, variant: int, names: list[str]) -> str:
@@ -420,6 +431,7 @@ class Descriptions:
     index: np.ndarray  # (N,) description of each sample
     parts: list[str]
     part_index: np.ndarray  # (len(texts), MAX_CLAUSES) clause ids of each description; -1 none
+    scene_clauses: np.ndarray  # (len(texts),) how many leading clauses are the scene sentence
 
 
 def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
@@ -427,22 +439,25 @@ def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
     names = [f for f in facts.__dataclass_fields__]
     keyed = np.concatenate([facts.matrix(), np.asarray(variants, np.int8)[:, None]], axis=1)
     uniq, index = np.unique(keyed, axis=0, return_inverse=True)
-    described = [describe_parts_row(u[:-1], int(u[-1]), names) for u in uniq]
+    described = [describe_clauses_row(u[:-1], int(u[-1]), names) for u in uniq]
     # Different fact rows can yield the same sentence; merge them so that identical
     # text always shares one id (identical descriptions are never negatives).
     text_ids: dict[str, int] = {}
     part_ids: dict[str, int] = {}
     part_rows: list[list[int]] = []
+    scene_counts: list[int] = []
     remap = np.empty(len(described), dtype=np.int64)
-    for k, (full, clauses) in enumerate(described):
+    for k, (full, scene, moment) in enumerate(described):
         tid = text_ids.setdefault(full, len(text_ids))
         if tid == len(part_rows):
-            ids = [part_ids.setdefault(c, len(part_ids)) for c in clauses]
+            ids = [part_ids.setdefault(c, len(part_ids)) for c in scene + moment]
             part_rows.append(ids + [-1] * (MAX_CLAUSES - len(ids)))
+            scene_counts.append(len(scene))
         remap[k] = tid
     return Descriptions(
         texts=list(text_ids), index=remap[index.ravel()], parts=list(part_ids),
         part_index=np.array(part_rows, dtype=np.int64).reshape(-1, MAX_CLAUSES),
+        scene_clauses=np.array(scene_counts, dtype=np.int64),
     )  # fmt: skip
 
 
@@ -457,9 +472,15 @@ def describe(facts: F.Facts, variants: np.ndarray) -> tuple[list[str], np.ndarra
 COVER_WEIGHT = 2.0
 
 
-def target_vectors(part_vectors: np.ndarray, part_index: np.ndarray) -> np.ndarray:
+def target_vectors(
+    part_vectors: np.ndarray, part_index: np.ndarray, keep_clauses: np.ndarray | None = None
+) -> np.ndarray:
     """(len(part_index), D) unit targets: normalised weighted sum of each description's
-    clauses, the first (cover) clause counting ``COVER_WEIGHT`` times."""
+    clauses, the first (cover) clause counting ``COVER_WEIGHT`` times; with
+    ``keep_clauses`` (one count per description), only that many leading clauses."""
+    if keep_clauses is not None:
+        beyond = np.arange(part_index.shape[1])[None, :] >= np.asarray(keep_clauses)[:, None]
+        part_index = np.where(beyond, -1, part_index)
     vectors = np.concatenate([part_vectors, np.zeros((1, part_vectors.shape[1]))]).astype(np.float32)
     weights = np.ones(part_index.shape[1], np.float32)
     weights[0] = COVER_WEIGHT

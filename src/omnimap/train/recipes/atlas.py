@@ -7,7 +7,8 @@ facts of the ground there and then (``omnimap.datasets.atlas``), described in wo
 Teacher: MiniLM over the descriptions, through the embedding store (each distinct
 sentence embedded once, ever); a description is a scene sentence and a moment
 sentence (time, season, weather), and its target is the normalised sum of their
-embeddings. Climate normals and elevation are also inputs of the dynamic encoder. Student: a patch CNN over the Blue Marble patch + the
+embeddings; a sample whose time input is dropped learns the scene sentence alone.
+Climate normals and elevation are also inputs of the dynamic encoder. Student: a patch CNN over the Blue Marble patch + the
 dynamic encoder. Samples with the same description or the same facts are not
 negatives of each other. Augmentation: a random shift of the patch by up to ``jitter``
 pixels, per sample.
@@ -59,6 +60,11 @@ class AtlasRecipe(PatchRecipe):
         self.teacher: Teacher = get_teacher(cfg.teacher)
         vectors = main_first(world, lambda: self.data.target_vectors(self.teacher, progress))
         self.text_vectors = torch.from_numpy(vectors)
+        # With the time input dropped, the target is the scene sentence alone: the model
+        # then learns what a place is, not a blur of its hours and weathers.
+        self.scene_vectors = torch.from_numpy(
+            main_first(world, lambda: self.data.scene_vectors(self.teacher))
+        )
         self.read_inputs(BlueMarbleNative(cfg.patch_size), self.data.lon, self.data.lat,
                          self.data.metadata(cfg.climate_inputs))  # fmt: skip
         self.text_index = torch.from_numpy(self.data.text_index.astype(np.int64))
@@ -78,7 +84,11 @@ class AtlasRecipe(PatchRecipe):
 
     def load(self, rows: np.ndarray) -> dict:
         return {"patches": self.patches[rows], "meta": self.meta[rows],
-                "targets": self.queue_targets(rows)}  # fmt: skip
+                "targets": self.queue_targets(rows),
+                "time_free_targets": self.scene_vectors[self.text_index[rows]]}  # fmt: skip
+
+    def time_free_targets(self, batch: dict, device: torch.device) -> torch.Tensor:
+        return batch["time_free_targets"].to(device)
 
     def checkpoint_config(self) -> dict:
         """What ``omnimap evaluate atlas`` and the model card read besides the loop's."""
