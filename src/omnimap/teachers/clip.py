@@ -205,6 +205,7 @@ class CLIPTeacher(Teacher):
         # transformers 4 the tensor itself.
         return (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
 
+    @torch.inference_mode()
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, dim) unit vectors on the teacher's device from preprocessed pixels."""
         return torch.nn.functional.normalize(self.pixel_features(pixels), dim=-1)
