@@ -29,7 +29,9 @@ from omnimap.teachers.clip import CLIPTeacher
 from omnimap.teachers.tiny import make_tiny_clip
 
 HAS_GEOCLIP = importlib.util.find_spec("geoclip") is not None
-needs_geoclip = pytest.mark.skipif(not HAS_GEOCLIP, reason="needs pip install --no-deps geoclip==1.3.0")
+needs_geoclip = pytest.mark.skipif(
+    not HAS_GEOCLIP, reason="needs pip install --no-deps geoclip==1.3.0"
+)
 GALLERY_POINTS = 2000
 # Four places, each with its own look (colour and stripe direction) in the synthetic photos.
 PLACES = {"paris": (2.35, 48.85), "nairobi": (36.82, -1.29), "sydney": (151.21, -33.87),
@@ -123,7 +125,9 @@ def test_image_features_are_get_image_features(clip_dir):
     assert raw.shape == (2, 768) and raw.dtype == np.float32
     model = CLIPModel.from_pretrained(clip_dir).eval()
     with torch.inference_mode():
-        out = model.get_image_features(pixel_values=torch.stack([teacher.preprocessing.pixels(i) for i in ims]))
+        out = model.get_image_features(
+            pixel_values=torch.stack([teacher.preprocessing.pixels(i) for i in ims])
+        )
     ref = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
     np.testing.assert_allclose(raw, ref, atol=1e-5)
     assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 1e-3  # not normalised
@@ -167,7 +171,10 @@ def test_locate_photo_with_geoclip(clip_dir, tmp_path, small_geoclip_gallery):
     # The hypotheses are GeoCLIP's top gallery points for this photo's embedding.
     model = gc.GeoClip.load()
     pred = model.predict(model.embed_photos([Image.open(file).convert("RGB")], clip_dir), k=5)
-    top = {(round(float(a), 6), round(float(b), 6)) for a, b in zip(pred.lon[0], pred.lat[0], strict=True)}
+    top = {
+        (round(float(a), 6), round(float(b), 6))
+        for a, b in zip(pred.lon[0], pred.lat[0], strict=True)
+    }
     assert (round(post.best.lon, 6), round(post.best.lat, 6)) in top
     again = locate(file, "image", method="geoclip", clip=str(clip_dir), resolution=2)
     np.testing.assert_array_equal(again.prob, post.prob)  # deterministic
@@ -206,7 +213,9 @@ def test_cli_locate_photo_bad_input(args, message, clip_dir, tmp_path, tiny_mode
     clips = {"CLIP32": make_tiny_clip(tmp_path / "in" / "clip32", dim=32), "CLIP768": clip_dir}
     args = [clips.get(a, a) for a in args]
     out = tmp_path / "out" / "where.tif"
-    code, _, err = run_cli("locate", file, "--image", *args, "--model", tiny_model_dir, "--out", out)
+    code, _, err = run_cli(
+        "locate", file, "--image", *args, "--model", tiny_model_dir, "--out", out
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.parent.exists()
 
@@ -248,7 +257,9 @@ def test_cli_evaluate_photo_geolocation(photo_gallery, tmp_path, small_geoclip_g
                                 "--out", out)  # fmt: skip
     assert code == 0, err
     m = json.loads(out.read_text())
-    assert m["queries"] == 8 and m["gallery_size"] == 24 and m["thresholds_km"] == list(THRESHOLDS_KM)
+    assert (
+        m["queries"] == 8 and m["gallery_size"] == 24 and m["thresholds_km"] == list(THRESHOLDS_KM)
+    )
     assert m["teacher"]["name"].startswith("clip768")
     expected = {"baseline: a random gallery photo", "knn, time-free", "knn, time given"}
     if HAS_GEOCLIP:  # a 768-d CLIP teacher: geoclip is on by default, from the same features
@@ -270,9 +281,14 @@ def test_cli_evaluate_photo_geolocation(photo_gallery, tmp_path, small_geoclip_g
     if HAS_GEOCLIP:  # the batch path agrees with GeoCLIP on each photo alone
         photos = read_located_photos(queries)
         model = gc.GeoClip.load()
-        pred = model.predict(model.embed_photos(photos.images(), CLIPTeacher(open_gallery(gallery).teacher["name"])), k=1)
+        pred = model.predict(
+            model.embed_photos(photos.images(), CLIPTeacher(open_gallery(gallery).teacher["name"])),
+            k=1,
+        )
         err_km = haversine_km(pred.lon[:, 0], pred.lat[:, 0], photos.lon, photos.lat)
-        assert m["rows"]["geoclip (photo head), time-free"]["median_km"] == pytest.approx(np.median(err_km), rel=1e-6)
+        assert m["rows"]["geoclip (photo head), time-free"]["median_km"] == pytest.approx(
+            np.median(err_km), rel=1e-6
+        )
 
 
 def test_evaluate_photo_geolocation_methods_and_cells(photo_gallery, tmp_path):
@@ -280,7 +296,11 @@ def test_evaluate_photo_geolocation_methods_and_cells(photo_gallery, tmp_path):
 
     gallery, queries = photo_gallery
     m = evaluate_photo_geolocation(gallery, queries, methods=("knn",))
-    assert set(m["rows"]) == {"baseline: a random gallery photo", "knn, time-free", "knn, time given"}
+    assert set(m["rows"]) == {
+        "baseline: a random gallery photo",
+        "knn, time-free",
+        "knn, time given",
+    }
     with pytest.raises(InputError, match="photo queries are located by knn, cells, geoclip"):
         evaluate_photo_geolocation(gallery, queries, methods=("field",))
     with pytest.raises(InputError, match="no trained cell head"):
@@ -335,7 +355,9 @@ def test_cli_evaluate_photo_bad_input(kind, photo_gallery, clip_dir, tmp_path):
     root = queries.parent  # beside the query photos, so relative paths resolve
     args, words = _damage(kind, root, queries, clip_dir)
     out = tmp_path / "metrics" / "m.json"
-    code, stdout, err = run_cli("evaluate", "geolocation", "--gallery", gallery, *args, "--out", out)
+    code, stdout, err = run_cli(
+        "evaluate", "geolocation", "--gallery", gallery, *args, "--out", out
+    )
     assert code == 2, (stdout, err)
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and words in err, err
     assert not out.parent.exists()

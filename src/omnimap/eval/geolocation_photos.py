@@ -66,7 +66,9 @@ def _methods(methods: tuple[str, ...] | None, g: Gallery, teacher) -> tuple[str,
     return tuple(methods)
 
 
-def _embed(photos: LocatedPhotos, teacher, geoclip_features) -> tuple[np.ndarray, np.ndarray | None]:
+def _embed(
+    photos: LocatedPhotos, teacher, geoclip_features
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(N, D) unit teacher vectors and, for geoclip, (N, 768) CLIP features (one pass
     when the gallery's teacher is the CLIP GeoCLIP takes)."""
     q, feats = [], []
