@@ -64,7 +64,9 @@ def test_gallery_round_trip_and_search(engine, gallery_dir):
 
 def test_gallery_refuses_damage_other_teachers_and_emptiness(engine, gallery_dir, tmp_path):
     with pytest.raises(DataError, match="built by teacher"):
-        open_gallery(gallery_dir).check_teacher(type("T", (), {"name": "x", "key": "other"})())
+        open_gallery(gallery_dir).check_teacher(
+            type("T", (), {"name": "x", "to_config": lambda self: {"key": "other"}})()
+        )
     data = gallery_dir / "embeddings.npy"
     raw = bytearray(data.read_bytes())
     raw[-1] ^= 0xFF

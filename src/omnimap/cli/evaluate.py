@@ -82,18 +82,35 @@ def evaluate_geolocation_command(
     gallery: Annotated[Path | None, typer.Option(help="A gallery for knn/geoclip (default: built from atlas samples outside the hold-out).")] = None,
     gallery_samples: Annotated[int, typer.Option(help="Atlas samples in the default gallery.")] = 30_000,
     resolution: Annotated[float, typer.Option(help="World grid of the field method, degrees.")] = 0.5,
-    methods: Annotated[str, typer.Option(help="Comma-separated: field,knn,cells,geoclip.")] = "field,knn,cells,geoclip",
+    methods: Annotated[str | None, typer.Option(help="Comma-separated: field,knn,cells,geoclip (default all; photos: knn, cells if trained, geoclip if the teacher is ViT-L/14).")] = None,
     time_queries: Annotated[int, typer.Option(help="Queries for the time evaluation.")] = 2000,
     save_calibration: Annotated[bool, typer.Option(help="Write the fitted temperatures (locate.json) beside the model.")] = False,
+    queries: Annotated[Path | None, typer.Option(help="Photos with true positions (pairs table, or CSV lon,lat,path[,datetime]) to locate against --gallery, a photo gallery.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="With --queries: the teacher to embed them (default: the gallery's; must be it).")] = None,
+    clip: Annotated[str | None, typer.Option(help="With --queries and geoclip: the CLIP ViT-L/14 for GeoCLIP's features (default: the gallery's teacher if ViT-L/14, else openai/clip-vit-large-patch14).")] = None,
     out: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("geolocation-metrics.json"),
 ) -> None:
     """Where and when on the atlas hold-out: % within 1/25/200/750/2500 km per method and
-    baselines, hour/month accuracy and timestamp verification AUC."""
+    baselines, hour/month accuracy and timestamp verification AUC. With --gallery G
+    --queries Q: where were Q's photos taken, located against the photo gallery G."""
+    chosen = tuple(m.strip() for m in (methods or "").split(",") if m.strip()) or None
+    if queries is not None:
+        from omnimap.eval.geolocation_photos import evaluate_photo_geolocation, format_photo_report
+
+        if gallery is None:
+            raise InputError("--queries needs --gallery G, a photo gallery (omnimap gallery build --pairs)")
+        metrics = evaluate_photo_geolocation(gallery, queries, methods=chosen, teacher=teacher,
+                                             clip=clip, out=out)  # fmt: skip
+        typer.echo(format_photo_report(metrics))
+        typer.echo(f"written {out}")
+        return
+    if teacher is not None or clip is not None:
+        raise InputError("--teacher and --clip go with --queries (photo galleries)")
     from omnimap.eval.geolocation import evaluate_geolocation, format_report
 
-    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    chosen = chosen or ("field", "knn", "cells", "geoclip")
     unknown = set(chosen) - {"field", "knn", "cells", "geoclip"}
-    if unknown or not chosen:
+    if unknown:
         raise InputError(f"--methods must name field, knn, cells or geoclip, got {methods!r}")
     if samples < 1 or time_queries < 1:
         raise InputError("--samples and --time-queries must be at least 1")

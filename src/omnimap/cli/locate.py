@@ -17,6 +17,11 @@ ImageOpt = Annotated[bool, typer.Option("--image", help="QUERY is a photo file."
 AudioOpt = Annotated[bool, typer.Option("--audio", help="QUERY is an audio file.")]
 TextOpt = Annotated[bool, typer.Option("--text", help="QUERY is a description (the default).")]
 AtOpt = Annotated[str, typer.Option("--at", help="LON,LAT in degrees.")]
+ClipOpt = Annotated[
+    str | None,
+    typer.Option(help="CLIP ViT-L/14 for GeoCLIP on photos: hub name or local folder "
+                 "(default openai/clip-vit-large-patch14, downloaded on first use)."),
+]  # fmt: skip
 
 
 def _modality(text: bool, image: bool, audio: bool) -> str:
@@ -35,14 +40,18 @@ def _tif(out: Path) -> Path:
 def gallery_build_command(
     out: Annotated[Path, typer.Option("--out", help="The gallery folder to write.")],
     pairs: Annotated[
-        Path | None, typer.Option(help="A pairs table: its photos through an image teacher.")
+        Path | None,
+        typer.Option(help="A pairs table, or a CSV lon,lat,path[,datetime]: its photos "
+                     "through an image teacher."),
     ] = None,
     atlas_samples: Annotated[
         int | None, typer.Option(help="This many atlas descriptions (outside the hold-out).")
     ] = None,
     model: ModelOpt = None,
     teacher: Annotated[
-        str | None, typer.Option(help="Teacher name (default: the model's; photos: clip-vit-b32).")
+        str | None,
+        typer.Option(help="Teacher name (default: the model's; photos: clip-vit-b32, or any "
+                     "CLIP hub name or folder)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Atlas sampling seed.")] = 20_241_109,
 ) -> None:
@@ -89,20 +98,25 @@ def locate_command(
         str | None, typer.Option(help="field, knn, cells or geoclip (default: the best measured).")
     ] = None,
     gallery: Annotated[
-        Path | None, typer.Option(help="A gallery (omnimap gallery build): knn, geoclip.")
+        Path | None,
+        typer.Option(help="A gallery (omnimap gallery build): knn, cells, geoclip on a description."),
     ] = None,
     model: ModelOpt = None,
+    clip: ClipOpt = None,
     out: Annotated[
         Path, typer.Option(help="Posterior GeoTIFF; .png and .geojson beside it.")
     ] = Path("where.tif"),
 ) -> None:
     """Where was this observed: writes the posterior (where.tif, where.png) and ranked
-    hypotheses with probability mass and confidence radius (where.geojson)."""
+    hypotheses with probability mass and confidence radius (where.geojson).
+    --method geoclip on a photo (--image) is GeoCLIP itself: CLIP ViT-L/14 features, its
+    image head and its 100k GPS gallery (no model or gallery needed)."""
     from omnimap import api
 
     _tif(out)
     post = api.locate(query, _modality(text, image, audio), when=when, bbox=bbox, region=region,
-                      resolution=resolution, method=method, gallery=gallery, model=model)  # fmt: skip
+                      resolution=resolution, method=method, gallery=gallery, model=model,
+                      clip=clip)  # fmt: skip
     paths = post.write(out)
     for kind, path in paths.items():
         typer.echo(f"  {kind:8s}{path}")

@@ -40,6 +40,8 @@ from omnimap.core.errors import DataError, InputError
 from omnimap.core.lru import LRUCache
 from omnimap.datasets.atlas.dataset import build_set
 from omnimap.datasets.atlas.layers import GroundLayers
+from omnimap.datasets.pairs.build import csv_reader, csv_row
+from omnimap.datasets.pairs.exif import PhotoSkip
 from omnimap.datasets.pairs.table import geo_metadata, read_pairs, wkb_point
 from omnimap.geo.timefeat import LocalTime
 from omnimap.teachers.base import Teacher
@@ -115,11 +117,14 @@ class Gallery:
         return int(self.embeddings.shape[1])
 
     def check_teacher(self, teacher: Teacher) -> None:
-        """DataError unless this gallery's vectors come from ``teacher``."""
-        if self.teacher.get("key") != teacher.key:
+        """DataError unless this gallery's vectors come from ``teacher``: the keys its
+        manifest recorded (``teacher.to_config()``; a CLIP's text and image keys) match."""
+        theirs = teacher.to_config()
+        fields = [f for f in ("key", "image_key") if f in self.teacher or f in theirs]
+        if any(self.teacher.get(f) != theirs.get(f) for f in fields):
             raise DataError(
-                f"gallery {self.path.name} was built by teacher {self.teacher.get('name')} "
-                f"({self.teacher.get('key')}), not {teacher.name} ({teacher.key}); "
+                f"gallery {self.path.name} was built by teacher {_label(self.teacher.get('name'))} "
+                f"({self.teacher.get('key')}), not {_label(teacher.name)} ({theirs.get('key')}); "
                 "rebuild it with the model's teacher"
             )
 
@@ -134,6 +139,11 @@ class Gallery:
             params = faiss.SearchParametersIVF(nprobe=nprobe or default_nprobe(self.index.nlist))
         scores, ids = self.index.search(q, k, params=params)
         return scores, ids
+
+
+def _label(name) -> str:
+    """A teacher's name for messages: a local folder by its last part, not its full path."""
+    return Path(str(name)).name if Path(str(name)).is_absolute() else str(name)
 
 
 def nlist_for(n: int) -> int:
@@ -317,31 +327,84 @@ def build_from_texts(out, obs: Observations, teacher: Teacher, progress: bool = 
     return write_gallery(out, obs, vectors, teacher, "text")
 
 
-def build_from_pairs(out, pairs_path, teacher: Teacher, batch: int = 64) -> Path:
-    """A gallery of the photos of a pairs table, embedded by an image teacher."""
-    if "image" not in teacher.modalities:
-        raise InputError(f"teacher {teacher.name} does not embed photos; use a CLIP teacher")
-    pairs = read_pairs(pairs_path)
-    if len(pairs) == 0:
-        raise DataError(f"pairs table {pairs_path} is empty")
-    out = Path(out)
-    paths = pairs.ground_paths()
-    vectors = []
-    for s in range(0, len(paths), batch):
-        images = []
-        for p in paths[s : s + batch]:
+@dataclass
+class LocatedPhotos:
+    """Photos with their true positions and (optional) local times: a pairs table's rows."""
+
+    table: Path
+    paths: list[Path]  # absolute
+    lon: np.ndarray
+    lat: np.ndarray
+    stamps: list[str | None]  # ISO local wall-clock times, None where unknown
+    ids: list[str] | None  # the pairs table's ids (a CSV has none)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def time(self) -> dict[str, np.ndarray] | None:
+        """year, month, day, hour (NaN: unknown) per photo; None when none has a time."""
+        return _times(self.stamps) if any(self.stamps) else None
+
+    def images(self, start: int = 0, stop: int | None = None) -> list[Image.Image]:
+        """The RGB photos of rows ``start:stop``; DataError naming one that cannot be read."""
+        out = []
+        for p in self.paths[start:stop]:
             try:
                 with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
+                    out.append(im.convert("RGB"))
             except (OSError, UnidentifiedImageError):
-                raise DataError(f"cannot read photo {p.name} of the pairs table") from None
-        vectors.append(teacher.embed("image", images))
-    lon = pairs.table.column("lon").to_numpy()
-    lat = pairs.table.column("lat").to_numpy()
-    stamps = pairs.table.column("datetime_local").to_pylist()
-    time = _times(stamps) if any(stamps) else None
-    rel = [os.path.relpath(p, out.resolve().parent) for p in paths]
-    obs = Observations(lon, lat, rel, time=time, ids=pairs.table.column("id").to_pylist())
+                raise DataError(f"cannot read photo {p.name} of {self.table.name}") from None
+        return out
+
+
+def read_located_photos(path: str | os.PathLike) -> LocatedPhotos:
+    """The rows of a pairs table (omnimap GeoParquet) or of a CSV with columns lon, lat,
+    path and optionally datetime (paths relative to the table). Every row must hold a
+    valid position and an existing photo: the first that does not is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"table {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        paths, lon, lat, stamps = [], [], [], []
+        reader = csv_reader(path, ("lon", "lat", "path"))
+        for record in reader:
+            try:
+                rel, values = csv_row(record)
+            except PhotoSkip as exc:
+                raise InputError(f"{path.name} line {reader.line_num}: {exc}") from None
+            paths.append(path.parent / rel)
+            lon.append(values["lon"])
+            lat.append(values["lat"])
+            stamps.append(values["datetime_local"])
+        photos = LocatedPhotos(path, paths, np.array(lon, np.float64), np.array(lat, np.float64),
+                               stamps, None)  # fmt: skip
+    else:
+        pairs = read_pairs(path)
+        t = pairs.table
+        photos = LocatedPhotos(path, pairs.ground_paths(), t.column("lon").to_numpy(),
+                               t.column("lat").to_numpy(), t.column("datetime_local").to_pylist(),
+                               t.column("id").to_pylist())  # fmt: skip
+    if len(photos) == 0:
+        raise DataError(f"table {path.name} has no rows")
+    check_coordinates(photos.lon, photos.lat)
+    for p in photos.paths:
+        if not p.is_file():
+            rel = os.path.relpath(p, path.parent)
+            raise InputError(f"photo {rel} listed in {path.name} does not exist")
+    return photos
+
+
+def build_from_pairs(out, pairs_path, teacher: Teacher, batch: int = 64) -> Path:
+    """A gallery of the photos of a pairs table (or a CSV: :func:`read_located_photos`),
+    embedded by an image teacher."""
+    if "image" not in teacher.modalities:
+        raise InputError(f"teacher {teacher.name} does not embed photos; use a CLIP teacher")
+    photos = read_located_photos(pairs_path)
+    out = Path(out)
+    vectors = [teacher.embed("image", photos.images(s, s + batch))
+               for s in range(0, len(photos), batch)]  # fmt: skip
+    rel = [os.path.relpath(p, out.resolve().parent) for p in photos.paths]
+    obs = Observations(photos.lon, photos.lat, rel, time=photos.time(), ids=photos.ids)
     return write_gallery(out, obs, np.concatenate(vectors), teacher, "image")
 
 

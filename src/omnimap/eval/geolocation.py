@@ -144,10 +144,11 @@ def _field_predictions(
     return best
 
 
-def _knn_predictions(gallery: Gallery, q, local: LocalTime | None) -> np.ndarray:
-    hour = month = None
-    if local is not None:
-        hour, month = local.hour[:, None], local.month[:, None]
+def knn_predictions(gallery: Gallery, q, hour=None, month=None) -> np.ndarray:
+    """(Q, 2) lon, lat of each query's top knn hypothesis; ``hour``/``month`` ((Q,) local
+    solar time of each query, NaN where unknown) weight the neighbours by time."""
+    if hour is not None:
+        hour, month = np.asarray(hour)[:, None], np.asarray(month)[:, None]
     lon, lat, w = knn_points(gallery, q, hour, month)
     out = np.empty((len(q), 2))
     for i in range(len(q)):
@@ -212,7 +213,7 @@ def evaluate_where(engine: MapEngine, layers: GroundLayers, holdout: HoldOut, da
     if "knn" in methods:
         for label, lt in (("time-free", None), ("time given", local)):
             t0 = time.perf_counter()
-            pred = _knn_predictions(gallery, q, lt)
+            pred = knn_predictions(gallery, q, *((lt.hour, lt.month) if lt is not None else ()))
             timing[f"knn, {label}"] = time.perf_counter() - t0
             rows[f"knn, {label}"] = accuracy(
                 haversine_km(pred[:, 0], pred[:, 1], truth_lon, truth_lat)
@@ -314,21 +315,27 @@ def evaluate_geolocation(
     return metrics
 
 
-def format_report(m: dict) -> str:
-    w = m["where"]
+def table_lines(rows: dict) -> list[str]:
+    """The % within each threshold and the median error, one line per method."""
     head = (
         f"{'method':40s}"
-        + "".join(f"{t:>8}" for t in ("1km", "25km", "200km", "750km", "2500km"))
+        + "".join(f"{f'{t}km':>8}" for t in THRESHOLDS_KM)
         + f"{'median':>10}"
     )
-    lines = [f"Geo-localization of {m['queries']} held-out atlas descriptions (world at {w['resolution_deg']} deg; "
-             f"gallery {m['gallery_size']})", head]  # fmt: skip
-    for name, row in w["rows"].items():
+    lines = [head]
+    for name, row in rows.items():
         lines.append(
             f"{name:40s}"
             + "".join(f"{row[f'{t}km']:8.1f}" for t in THRESHOLDS_KM)
             + f"{row['median_km']:10.0f}"
         )
+    return lines
+
+
+def format_report(m: dict) -> str:
+    w = m["where"]
+    lines = [f"Geo-localization of {m['queries']} held-out atlas descriptions (world at {w['resolution_deg']} deg; "
+             f"gallery {m['gallery_size']})", *table_lines(w["rows"])]  # fmt: skip
     for name, row in w["reference"].items():
         lines.append(f"{'* ' + name:40s}" + "".join(f"{row[f'{t}km']:8.1f}" for t in THRESHOLDS_KM))
     t = m["when"]

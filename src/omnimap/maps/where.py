@@ -37,8 +37,8 @@ from omnimap.maps.locate import (
 from omnimap.maps.when import TimePosterior, time_posterior, verify_time
 from omnimap.media.audio import read_audio
 from omnimap.models.checkpoint import load_checkpoint
-from omnimap.models.geoclip import GeoClip
-from omnimap.teachers.registry import get_teacher, teacher_from_config
+from omnimap.models.geoclip import GeoClip, photo_clip
+from omnimap.teachers.registry import BUILTIN, get_teacher, teacher_from_config
 
 MODALITIES = ("text", "image", "audio")
 # The best measured on the atlas hold-out (docs/where-and-when.md): without a gallery the
@@ -53,18 +53,25 @@ def embed_query(engine: MapEngine, query, modality: str = "text") -> tuple[np.nd
         return engine.embed_queries([text], "text")[0], text
     if modality not in MODALITIES:
         raise InputError(f"query kind must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    path = _query_file(query, modality)
+    item = read_photo(path) if modality == "image" else read_audio(path)
+    return engine.embed_queries([item], modality)[0], path.name
+
+
+def _query_file(query, modality: str) -> Path:
     path = Path(query)
     if not path.is_file():
         raise InputError(f"{modality} query {path.name!r} is not a file")
-    if modality == "image":
-        try:
-            with Image.open(path) as im:
-                item = im.convert("RGB")
-        except (OSError, UnidentifiedImageError):
-            raise InputError(f"{path.name} is not an image this program can read") from None
-    else:
-        item = read_audio(path)
-    return engine.embed_queries([item], modality)[0], path.name
+    return path
+
+
+def read_photo(path: Path) -> Image.Image:
+    """An RGB photo; InputError when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError):
+        raise InputError(f"{path.name} is not an image this program can read") from None
 
 
 def parse_at(at: str | tuple) -> tuple[float, float]:
@@ -87,11 +94,19 @@ def locate(
     bbox: BBox | str | tuple | None = None, region: str | None = None,
     resolution: float | None = None, method: str | None = None,
     gallery: str | Path | Gallery | None = None, model: str | None = None,
-    engine: MapEngine | None = None,
+    engine: MapEngine | None = None, clip: str | Path | None = None,
 ) -> Posterior:  # fmt: skip
-    """Where was this observed: the posterior over a region's cells and ranked hypotheses."""
+    """Where was this observed: the posterior over a region's cells and ranked hypotheses.
+
+    ``method="geoclip"`` on a photo is GeoCLIP's own path (``clip``: the CLIP ViT-L/14
+    to take its image features, default the hub's; no model or gallery involved); on a
+    description, a linear head from the gallery's teacher into GeoCLIP's space."""
     moment = parse_when(when)
     grid = _grid(bbox, region, resolution)
+    if method == "geoclip" and modality == "image":
+        return locate_photo_geoclip(query, grid, clip)
+    if clip is not None:
+        raise InputError("--clip is used only by --method geoclip on a photo (--image)")
     if method is None and gallery is not None:
         g0 = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
         method = "cells" if (g0.path / HEAD_FILE).is_file() else "knn"
@@ -114,6 +129,17 @@ def locate(
         return locate_cells(load_cell_head(g), q, grid, label, engine.name)
     geoclip = GeoClip.load()
     return locate_geoclip(geoclip, geoclip_head_for(g, geoclip), q, grid, label, engine.name)
+
+
+def locate_photo_geoclip(query, grid: LatLonGrid, clip: str | Path | None = None) -> Posterior:
+    """GeoCLIP's photo path: CLIP image features, its image head, its 100k GPS gallery."""
+    path = _query_file(query, "image")
+    photo = read_photo(path)
+    geoclip = GeoClip.load()  # a missing package fails before CLIP loads
+    teacher = photo_clip(clip)
+    z = geoclip.embed_photos([photo], teacher)
+    label = Path(teacher.name).name if teacher.is_local else teacher.name
+    return locate_geoclip(geoclip, None, z, grid, path.name, f"GeoCLIP + {label}")
 
 
 def when_posterior(query, at, modality: str = "text", model: str | None = None,
@@ -141,7 +167,9 @@ def build_gallery(out: str | Path, *, pairs: str | Path | None = None, atlas_sam
     if (pairs is None) == (atlas_samples is None):
         raise InputError("give exactly one of pairs or atlas_samples")
     if pairs is not None:
-        t = get_teacher(teacher or "clip-vit-b32", None if teacher else "clip")
+        # A hub name or model folder for photos is a CLIP; built-in names keep their kind.
+        name = teacher or "clip-vit-b32"
+        t = get_teacher(name, None if name in BUILTIN else "clip")
         return build_from_pairs(out, pairs, t)
     loaded = load_checkpoint(model or "atlas")
     t = get_teacher(teacher) if teacher else teacher_from_config(loaded.config["teacher"])

@@ -16,8 +16,11 @@ Coordinates are (lon, lat) in degrees everywhere here; the package and its CSV u
 (lat, lon), swapped on the way in.
 
 The image side needs CLIP ViT-L/14 image features (768-d, ``get_image_features``,
-not normalised), which come from a model hub; :meth:`GeoClip.image_head` maps such
-features to the 512-d space, and :meth:`GeoClip.predict` takes any 512-d query.
+not normalised), which come from a model hub (``openai/clip-vit-large-patch14``,
+downloaded on first use) or a local folder: :meth:`GeoClip.embed_photos` takes photos
+through them (Pillow preprocessing from the model's preprocessor config, no
+torchvision) and :meth:`GeoClip.image_head`; :meth:`GeoClip.predict` takes any 512-d
+query.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from tqdm import tqdm
 from omnimap.core.errors import DataError, InputError
 from omnimap.core.store import ArrayStore
 from omnimap.resources.packages import package_dir, require_file
+from omnimap.teachers.clip import CLIPTeacher
+from omnimap.teachers.registry import get_teacher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ INSTALL = "pip install --no-deps geoclip==1.3.0"
 
 DIM = 512
 IMAGE_FEATURES = 768  # CLIP ViT-L/14 projection width
+CLIP_MODEL = "openai/clip-vit-large-patch14"  # the image tower GeoCLIP's head was trained on
 SIGMAS = (2.0**0, 2.0**4, 2.0**8)
 RFF_FEATURES = 256  # frequencies per branch: cos + sin -> 512 inputs
 HIDDEN = 1024
@@ -138,6 +144,22 @@ class LocationEncoder(nn.Module):
             y = branch(v)
             out = y if out is None else out + y
         return out
+
+
+def photo_clip(source: str | Path | CLIPTeacher | None = None) -> CLIPTeacher:
+    """The CLIP whose image features feed GeoCLIP's head (ViT-L/14 by default; a hub
+    name, a local folder or a CLIPTeacher); InputError unless its features are 768-d."""
+    clip = (
+        source
+        if isinstance(source, CLIPTeacher)
+        else get_teacher(str(source or CLIP_MODEL), "clip", cached=False)
+    )
+    if clip.dim != IMAGE_FEATURES:
+        raise InputError(
+            f"CLIP model {clip.name!r} gives {clip.dim}-d image features; GeoCLIP's image head "
+            f"takes {IMAGE_FEATURES}-d ones (CLIP ViT-L/14, {CLIP_MODEL})"
+        )
+    return clip
 
 
 def image_head_module() -> nn.Sequential:
@@ -356,6 +378,12 @@ class GeoClip:
             if normalize:
                 y = nn.functional.normalize(y, dim=1)
         return y.numpy()
+
+    def embed_photos(self, images, clip: str | Path | CLIPTeacher | None = None) -> np.ndarray:
+        """(N, 512) unit vectors of RGB photos (PIL or HWC uint8): CLIP image features
+        (``clip``: a CLIPTeacher, or a name or folder for :func:`photo_clip`) through
+        the image head, as GeoCLIP's own image encoder does."""
+        return self.image_head(photo_clip(clip).image_features(list(images)))
 
     def gallery(self, size: int | None = None) -> Gallery:
         """The package's 100k GPS gallery (or its first ``size`` points) with embeddings.

@@ -197,16 +197,20 @@ class CLIPTeacher(Teacher):
     # -- embeddings ---------------------------------------------------------------
 
     @torch.inference_mode()
+    def pixel_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, dim) projected image features, not normalised (``get_image_features``)."""
+        m = self.model
+        out = m.get_image_features(pixel_values=pixels.to(self.device, m.dtype))
+        # transformers 5 returns the model output with the projection in pooler_output,
+        # transformers 4 the tensor itself.
+        return (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
+
+    @torch.inference_mode()
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, dim) unit vectors on the teacher's device from preprocessed pixels."""
-        m = self.model
-        pooled = m.vision_model(pixel_values=pixels.to(self.device, m.dtype)).pooler_output
-        return torch.nn.functional.normalize(m.visual_projection(pooled).float(), dim=-1)
+        return torch.nn.functional.normalize(self.pixel_features(pixels), dim=-1)
 
-    def embed_images(
-        self, images: Sequence[Image.Image | np.ndarray], progress: bool = False
-    ) -> np.ndarray:
-        """(N, dim) float32 unit vectors of RGB images (PIL, or HWC uint8 arrays)."""
+    def _image_batches(self, images: Sequence, features, progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm
 
         out = np.empty((len(images), self.dim), dtype=np.float32)
@@ -219,8 +223,21 @@ class CLIPTeacher(Teacher):
             batch = torch.stack(
                 [self.preprocessing.pixels(im) for im in images[s : s + self.batch_size]]
             )
-            out[s : s + len(batch)] = self.embed_pixels(batch).cpu().numpy()
+            out[s : s + len(batch)] = features(batch).cpu().numpy()
         return out
+
+    def embed_images(
+        self, images: Sequence[Image.Image | np.ndarray], progress: bool = False
+    ) -> np.ndarray:
+        """(N, dim) float32 unit vectors of RGB images (PIL, or HWC uint8 arrays)."""
+        return self._image_batches(images, self.embed_pixels, progress)
+
+    def image_features(
+        self, images: Sequence[Image.Image | np.ndarray], progress: bool = False
+    ) -> np.ndarray:
+        """(N, dim) float32 raw image features (not normalised; what GeoCLIP's image head
+        takes). Their unit vectors are :meth:`embed_images`."""
+        return self._image_batches(images, self.pixel_features, progress)
 
     def embed_patches(self, patches: np.ndarray, progress: bool = False) -> np.ndarray:
         """Embed uint8 (N, 3, P, P) patches, e.g. overhead imagery for the plain-CLIP baseline."""

@@ -181,8 +181,9 @@ def from_photos(
     return _finish(out, rows, skipped, source, len(paths))
 
 
-def _csv_row(record: dict[str, str]) -> tuple[Path, dict[str, Any]]:
-    """The photo path and validated values of a CSV record, or PhotoSkip."""
+def csv_row(record: dict[str, str]) -> tuple[Path, dict[str, Any]]:
+    """The photo path and validated values of a CSV record (``datetime`` may be
+    absent), or PhotoSkip."""
     try:
         lon, lat = float(record["lon"]), float(record["lat"])
     except (TypeError, ValueError):
@@ -191,7 +192,7 @@ def _csv_row(record: dict[str, str]) -> tuple[Path, dict[str, Any]]:
         ) from None
     if not (math.isfinite(lon) and math.isfinite(lat) and abs(lon) <= 180 and abs(lat) <= 90):
         raise PhotoSkip("bad_coordinates", f"impossible position lon={lon}, lat={lat}")
-    text = (record["datetime"] or "").strip()
+    text = (record.get("datetime") or "").strip()
     local, offset = None, None
     if text:
         try:
@@ -221,6 +222,25 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
+def csv_reader(csv_path: Path, columns: tuple[str, ...] = CSV_COLUMNS) -> csv.DictReader:
+    """Records of a UTF-8 CSV that has ``columns``; InputError otherwise."""
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read {csv_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = _line_of(csv_path.read_bytes(), exc.start)
+        raise InputError(f"{csv_path} is not UTF-8 (line {line}, byte {exc.start}); save it as "
+                         "UTF-8, e.g. iconv -f latin1 -t utf-8") from None  # fmt: skip
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(
+            f"{csv_path} lacks column(s) {', '.join(missing)}; need {', '.join(columns)}"
+        )
+    return reader
+
+
 def from_csv(
     csv_path: str | os.PathLike,
     imagery: PatchSource | str,
@@ -237,27 +257,14 @@ def from_csv(
     the CSV's folder unless absolute. The photo's EXIF is not consulted.
     """
     csv_path, out = Path(csv_path), Path(out)
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read {csv_path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        line = _line_of(csv_path.read_bytes(), exc.start)
-        raise InputError(f"{csv_path} is not UTF-8 (line {line}, byte {exc.start}); save it as "
-                         "UTF-8, e.g. iconv -f latin1 -t utf-8") from None  # fmt: skip
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InputError(
-            f"{csv_path} lacks column(s) {', '.join(missing)}; need {', '.join(CSV_COLUMNS)}"
-        )
+    reader = csv_reader(csv_path)
     source = _source(imagery, ground_size_m, pixels)
     skipped: list[Skipped] = []
     items = []
     for record in reader:
         label = f"line {reader.line_num}"
         try:
-            path, values = _csv_row(record)
+            path, values = csv_row(record)
         except PhotoSkip as exc:
             skipped.append(Skipped(label, exc.reason, str(exc)))
             continue
