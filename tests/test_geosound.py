@@ -224,3 +224,46 @@ def test_a_run_from_before_the_loss_option_resumes_as_mixed(clap_dir, tmp_path):
     assert run_recipe("geosound", options, tmp_path / "run", progress=False).losses == first.losses
     with pytest.raises(InputError, match="differs in: loss"):
         run_recipe("geosound", {**options, "loss": "per_pair"}, tmp_path / "run", progress=False)
+
+
+def _ddp_worker(rank: int, options: dict, run_dir: str, init_file: str, out: str) -> None:
+    import json
+
+    import torch
+    import torch.distributed as dist
+
+    from omnimap.train.recipes import run_recipe
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        from pathlib import Path
+
+        result = run_recipe("geosound", options, Path(run_dir), progress=False)
+        if rank == 0:
+            with open(out, "w") as fh:
+                json.dump({"losses": result.losses, "temperatures": result.temperatures}, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_per_pair_losses_of_one(clap_dir, tmp_path):
+    """Each rank holds half the batch and a different number of captioned clips: the
+    pairs' weights make the mean over ranks the global batch's loss."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    from omnimap.train.recipes import run_recipe
+
+    table = _table(tmp_path)
+    options = {"pairs": str(table), "teacher": str(clap_dir), "steps": 3, "batch_size": 6,
+               "queue_size": 6, "log_every": 1, "checkpoint_every": 3, "loss": "per_pair"}  # fmt: skip
+    one = run_recipe("geosound", options, tmp_path / "one", progress=False)
+    out = tmp_path / "two.json"
+    mp.spawn(_ddp_worker, args=(options, str(tmp_path / "two"), str(tmp_path / "pg"), str(out)), nprocs=2)
+    two = json.loads(out.read_text())
+    np.testing.assert_allclose(two["losses"], one.losses, rtol=0, atol=1e-5)
+    for name, t in one.temperatures.items():
+        assert two["temperatures"][name] == pytest.approx(t, rel=1e-5)
