@@ -122,6 +122,40 @@ def test_windows_are_batched_across_clips_without_changing_results(teacher, monk
         np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5)
 
 
+def test_a_clips_windows_run_in_one_call_equal_to_one_window_at_a_time(monkeypatch):
+    """A 30 s clip's 10 windows are one interpreter call sized to them (not 8 + 2
+    padded to 8), and give the vectors of one window per call."""
+    batched, single = BirdNetTeacher(), BirdNetTeacher(batch_size=1)
+    rng = np.random.default_rng(9)
+    x = brown_noise(30 * SR, 0.01, seed=8) + 0.002 * rng.standard_normal(30 * SR)
+    x[4 * SR : 7 * SR] += siren(3.0)
+    clip = Waveform(x, SR)
+    model = batched._model
+    calls = []
+    invoke = model.interpreter.invoke
+    monkeypatch.setattr(model.interpreter, "invoke", lambda: calls.append(model.batch) or invoke())
+    many = batched.analyze(clip)
+    assert calls == [10] and len(many.starts) == 10
+    one = single.analyze(clip)
+    assert single._model.batch == 1
+    np.testing.assert_allclose(many.logits, one.logits, atol=1e-3)
+    np.testing.assert_allclose(many.embeddings, one.embeddings, atol=1e-5)
+    np.testing.assert_allclose(many.clip_embedding, one.clip_embedding, atol=1e-5)
+    # 9 windows on an interpreter planned for 10: padded (no re-plan); 12: re-planned
+    calls.clear()
+    batched.analyze(Waveform(x[: 27 * SR], SR))
+    batched.analyze(Waveform(np.concatenate([x, x[: 6 * SR]]), SR))
+    assert calls == [10, 12]
+
+
+def test_soundscape_teachers_share_one_birdnet():
+    from omnimap.teachers.registry import get_teacher
+
+    cached = get_teacher("soundscape", "soundscape")
+    uncached = get_teacher("soundscape", "soundscape", cached=False)
+    assert cached.teacher.birdnet is uncached.birdnet is get_teacher("birdnet-v2.4", cached=False)
+
+
 def test_recovered_embedding_equals_the_models_own_tensor(teacher):
     """The least-squares embedding matches the GLOBAL_AVG_POOL tensor that LiteRT shows
     with experimental_preserve_all_tensors (the slow debugging path)."""

@@ -126,3 +126,47 @@ def test_an_empty_queue_leaves_in_batch_negatives_only():
     q.push(torch.zeros(2, 2), torch.tensor([4, 5]))
     vectors, labels = q.current()
     assert vectors.shape == (0, 2) and labels.numel() == 0 and q.ptr == 0
+
+
+def test_paired_loss_is_the_sum_of_per_pair_infonce_with_their_temperatures():
+    from omnimap.train.losses import PairScales, PairTargets, paired_queue_infonce
+
+    s, audio, text, q = _unit(5, 8, 20), _unit(5, 8, 21), _unit(5, 8, 22), _unit(3, 8, 23)
+    labels, q_labels = torch.arange(5), torch.arange(10, 13)
+    scales = PairScales(["overhead|audio", "overhead|text"], init_temperature=0.07)
+    with torch.no_grad():
+        scales.scales["overhead|text"].log_scale.fill_(math.log(1 / 0.2))
+    t = scales()
+    assert t["overhead|audio"].item() == pytest.approx(1 / 0.07, rel=1e-5)
+    assert t["overhead|text"].item() == pytest.approx(5.0, rel=1e-5)
+    has = torch.tensor([True, False, True, True, False])  # clips with a caption
+    pairs = {"overhead|audio": PairTargets(audio, labels, None, q, q_labels),
+             "overhead|text": PairTargets(text, labels, has)}  # fmt: skip
+    total, each = paired_queue_infonce(s, pairs, t)
+    audio_loss = queue_infonce(s, audio, labels, t["overhead|audio"], q, q_labels)
+    text_loss = queue_infonce(s[has], text[has], labels[has], t["overhead|text"])
+    assert each["overhead|audio"].item() == pytest.approx(audio_loss.item(), rel=1e-6)
+    assert each["overhead|text"].item() == pytest.approx(text_loss.item(), rel=1e-6)
+    assert total.item() == pytest.approx(audio_loss.item() + text_loss.item(), rel=1e-6)
+    # by hand: the text pair's rows are the captioned ones, its temperature 0.2
+    rows = has.nonzero()[:, 0]
+    by_hand = sum(-torch.log_softmax(5.0 * s[i] @ text[rows].T, 0)[j] for j, i in enumerate(rows)) / 3
+    assert text_loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    # each temperature gets its own gradient; a pair with no valid row adds 0 x its scale
+    total.backward()
+    grads = [scales.scales[n].log_scale.grad for n in scales.names]
+    assert all(g is not None and g.item() != 0 for g in grads) and grads[0] != grads[1]
+    none = {"overhead|text": PairTargets(text, labels, torch.zeros(5, dtype=torch.bool))}
+    zero, each = paired_queue_infonce(s, none, scales())
+    assert zero.item() == 0.0 and each == {}
+    # the weight scales the pair's mean (the DDP correction)
+    half = {"overhead|audio": PairTargets(audio, labels, None, q, q_labels, weight=0.5)}
+    assert paired_queue_infonce(s, half, scales())[0].item() == pytest.approx(0.5 * audio_loss.item(), rel=1e-6)
+
+
+def test_pair_scales_refuse_repeated_or_no_names():
+    from omnimap.train.losses import PairScales
+
+    for names in ([], ["a", "a"]):
+        with pytest.raises(ValueError, match="distinct"):
+            PairScales(names)

@@ -200,3 +200,131 @@ def test_the_sound_example_runs_end_to_end(sound_model_dir, tmp_path):
     assert set(summary["swallow_mean_by_week"]) == {"6", "30"}
     for name in ("chirps.flac", "where.tif", "where.png", "swallow-weeks.tif"):
         assert (tmp_path / name).is_file()
+
+
+# --- audio answers where and when ------------------------------------------------
+
+
+def test_locate_audio_is_the_field_posterior_of_the_clip_embedding(sound_model_dir, tmp_path):
+    """``locate --audio``: the clip's pooled BirdNET embedding as a query in the
+    soundscape space, scored by the engine (the one path), softmax x area."""
+    from omnimap.geo.place import area_mask, resolve_area
+    from omnimap.maps.engine import MapEngine
+    from omnimap.maps.locate import DEFAULT_FIELD_TEMPERATURE, posterior_from_scores
+    from omnimap.media.audio import read_audio
+
+    clip = birdsong_like(tmp_path / "dawn.wav")
+    out = tmp_path / "where.tif"
+    code, stdout, err = run_cli("locate", "--audio", str(clip), "--when", "2024-05-15T05:00",
+                                "--region", "France", "--resolution", "0.5",
+                                "--model", str(sound_model_dir), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert {p.name for p in tmp_path.iterdir()} == {"dawn.wav", "where.tif", "where.png", "where.geojson"}
+    import rasterio
+
+    with rasterio.open(out) as src:
+        prob = src.read(1)
+    assert abs(float(np.nansum(prob)) - 1.0) < 1e-3
+    engine = MapEngine(str(sound_model_dir))
+    area = resolve_area(None, "France")
+    from omnimap.geo.grid import LatLonGrid
+
+    grid = LatLonGrid.from_bbox(area.bbox, 0.5)
+    inside = area_mask(area, grid)
+    assert np.nansum(np.where(inside, 0, np.nan_to_num(prob))) == 0  # nothing outside France
+    when = when_of("2024-05-15T05:00")
+    q = engine.embed_queries([read_audio(clip)], "audio")
+    scores = engine.score_vectors(q, grid, when)[0]
+    expected = posterior_from_scores(grid, scores, DEFAULT_FIELD_TEMPERATURE, when, inside=inside)
+    np.testing.assert_allclose(np.nan_to_num(prob), expected.prob, atol=1e-6)
+    gj = json.loads(out.with_suffix(".geojson").read_text())
+    top = gj["features"][0]
+    assert top["properties"]["rank"] == 1 and gj["query"] == "dawn.wav"
+    assert top["geometry"]["coordinates"] == pytest.approx(
+        [expected.best.lon, expected.best.lat], abs=1e-6
+    )
+    assert "1. lon" in stdout
+    # a different time of year moves the posterior (the student's time features)
+    winter = posterior_from_scores(
+        grid, engine.score_vectors(q, grid, when_of("2024-01-15T23:00"))[0],
+        DEFAULT_FIELD_TEMPERATURE, inside=inside,
+    )  # fmt: skip
+    assert not np.allclose(winter.prob, expected.prob)
+
+
+def test_when_audio_is_a_posterior_over_hours_and_birdnet_weeks(sound_model_dir, tmp_path):
+    from omnimap.maps.engine import MapEngine
+    from omnimap.maps.when import DEFAULT_TEMPERATURE, time_scores
+    from omnimap.media.audio import read_audio
+
+    clip = birdsong_like(tmp_path / "dawn.wav")
+    out = tmp_path / "when.png"
+    code, stdout, err = run_cli("when", "--audio", str(clip), "--at", "8.54,47.37",
+                                "--model", str(sound_model_dir), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert len(data["week"]) == 48 and len(data["month"]) == 12 and len(data["hour"]) == 24
+    assert abs(sum(data["week"]) - 1) < 1e-4 and abs(sum(data["hour"]) - 1) < 1e-4
+    week = np.array(data["week"])
+    np.testing.assert_allclose(data["month"], week.reshape(12, 4).sum(1), atol=1e-5)
+    engine = MapEngine(str(sound_model_dir))
+    q = engine.embed_queries([read_audio(clip)], "audio")[0]
+    scores = time_scores(engine, q, 8.54, 47.37, 2020, weekly=True)
+    assert scores.shape == (48, 24) and scores.std() > 0
+    logits = scores / DEFAULT_TEMPERATURE
+    prob = np.exp(logits - logits.max())
+    prob /= prob.sum()
+    np.testing.assert_allclose(week, prob.sum(1), atol=2e-6)
+    assert data["best_week"] == int(prob.sum(1).argmax()) + 1
+    assert f"best BirdNET week {data['best_week']} " in stdout
+    # week 18's slots are the 11th of May (its middle day), at local solar hour h + 0.5
+    from omnimap.maps.when import _slots
+
+    slots = _slots(2020, weekly=True)
+    row = slice(17 * 24, 18 * 24)
+    assert set(slots.month[row]) == {5} and set(slots.day[row]) == {11}
+    assert slots.day_of_year[17 * 24] == 132 and slots.hour[17 * 24 + 7] == 7.5
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 20), "not a readable audio"),
+        (lambda p: sf.write(p, np.zeros(48_000, np.float32), 48_000), "silent"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["locate", "when", "verify"])
+def test_bad_audio_for_where_and_when_is_one_line(make, fragment, command, tmp_path):
+    """No model is named: the bad clip fails before the default soundscape model loads."""
+    clip = tmp_path / "clip.wav"
+    make(clip)
+    out = tmp_path / "out"
+    out.mkdir()
+    extra = {"locate": ["--out", str(out / "w.tif")], "when": ["--at", "8,47", "--out", str(out / "w.png")],
+             "verify": ["--at", "8,47", "--when", "2024-05-15T05:00"]}[command]  # fmt: skip
+    code, _, err = run_cli(command, "--audio", str(clip), *extra)
+    assert_user_error(code, err, fragment)
+    assert list(out.iterdir()) == []
+
+
+def test_no_sound_extra_and_text_models_are_one_line(sound_model_dir, tiny_model_dir, tmp_path,
+                                                      monkeypatch):  # fmt: skip
+    clip = birdsong_like(tmp_path / "c.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_cli("locate", "--audio", str(clip), "--model", str(tiny_model_dir),
+                           "--out", str(out / "w.tif"))  # fmt: skip
+    assert_user_error(code, err, "audio queries need a model whose teacher embeds audio")
+    monkeypatch.setitem(__import__("sys").modules, "soundfile", None)  # as if not installed
+    for args in (["locate", "--out", str(out / "w.tif")], ["when", "--at", "8,47", "--out", str(out / "w.png")]):
+        code, _, err = run_cli(args[0], "--audio", str(clip), *args[1:], "--model", str(sound_model_dir))
+        assert_user_error(code, err, "pip install 'omnimap[sound]'")
+    assert list(out.iterdir()) == []
+
+
+def test_audio_queries_default_to_the_soundscape_model():
+    from omnimap.maps.where import default_model
+
+    assert default_model("audio", None) == "soundscape"
+    assert default_model("text", None) == "atlas" and default_model("audio", "mine") == "mine"

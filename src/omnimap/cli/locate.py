@@ -14,7 +14,10 @@ from omnimap.core.errors import InputError
 gallery_app = typer.Typer(no_args_is_help=True, help="Galleries of geotagged observations.")
 
 ImageOpt = Annotated[bool, typer.Option("--image", help="QUERY is a photo file.")]
-AudioOpt = Annotated[bool, typer.Option("--audio", help="QUERY is an audio file.")]
+AudioOpt = Annotated[
+    bool,
+    typer.Option("--audio", help="QUERY is an audio file (default model: soundscape)."),
+]
 TextOpt = Annotated[bool, typer.Option("--text", help="QUERY is a description (the default).")]
 AtOpt = Annotated[str, typer.Option("--at", help="LON,LAT in degrees.")]
 ClipOpt = Annotated[
@@ -139,7 +142,8 @@ def when_command(
         "when.png"
     ),
 ) -> None:
-    """When was this observed at a place: posterior over local solar hour and month."""
+    """When was this observed at a place: posterior over local solar hour and month
+    (a soundscape model's, e.g. for --audio: and BirdNET week)."""
     from omnimap import api
     from omnimap.core.fileio import atomic_path, write_json_atomic
 
@@ -152,6 +156,8 @@ def when_command(
     write_json_atomic(out.with_suffix(".json"), data)
     typer.echo(f"best hour {data['best_hour']:02d}h (p {max(data['hour']):.3f}), "
                f"best month {data['best_month']} (p {max(data['month']):.3f})")  # fmt: skip
+    if "week" in data:
+        typer.echo(f"best BirdNET week {data['best_week']} (p {max(data['week']):.3f})")
     typer.echo(f"written {out} and {out.with_suffix('.json')}")
 
 

@@ -101,13 +101,22 @@ def open_audio_pairs(path: str | Path) -> AudioPairs:
     )  # fmt: skip
 
 
-def clap_targets(teacher, data: AudioPairs, caption_weight: float, progress: bool) -> np.ndarray:
-    """(N, D) unit targets: each clip's audio vector, mixed with its caption's."""
+def clap_vectors(teacher, data: AudioPairs, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, D) unit audio vectors, (N, D) unit caption vectors (zero rows where a clip has
+    no caption) and (N,) bool: which rows have a caption."""
     clips = [read_audio(data.path(i)) for i in range(len(data))]
     audio = teacher.embed("audio", clips, progress)
+    has = np.array([bool(c) for c in data.caption], dtype=bool)
+    text = np.zeros_like(audio)
+    if has.any():
+        text[has] = teacher.embed("text", [data.caption[i] for i in np.flatnonzero(has)])
+    return audio.astype(np.float32), text.astype(np.float32), has
+
+
+def clap_targets(teacher, data: AudioPairs, caption_weight: float, progress: bool) -> np.ndarray:
+    """(N, D) unit targets: each clip's audio vector, mixed with its caption's."""
+    audio, text, has = clap_vectors(teacher, data, progress)
     out = audio.copy()
-    rows = [i for i, c in enumerate(data.caption) if c]
-    if rows and caption_weight > 0:
-        text = teacher.embed("text", [data.caption[i] for i in rows])
-        out[rows] = (1 - caption_weight) * audio[rows] + caption_weight * text
+    if has.any() and caption_weight > 0:
+        out[has] = (1 - caption_weight) * audio[has] + caption_weight * text[has]
     return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)

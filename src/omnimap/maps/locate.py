@@ -219,11 +219,14 @@ def posterior_from_scores(grid: LatLonGrid, scores: np.ndarray, temperature: flo
 
 
 def locate_field(engine: MapEngine, q: np.ndarray, grid: LatLonGrid, when: When | None,
-                 query: str = "", temperature: float | None = None) -> Posterior:  # fmt: skip
+                 query: str = "", temperature: float | None = None,
+                 inside: np.ndarray | None = None) -> Posterior:  # fmt: skip
+    """The field posterior of query vector ``q`` (text, photo, sound: any the model's
+    teacher embeds); ``inside`` keeps it within a country or continent."""
     if temperature is None:
         temperature = field_temperature(engine, when)
     scores = engine.score_vectors(np.atleast_2d(q), grid, when).reshape(grid.shape)
-    return posterior_from_scores(grid, scores, temperature, when, query, engine.name)
+    return posterior_from_scores(grid, scores, temperature, when, query, engine.name, inside)
 
 
 # -- knn ---------------------------------------------------------------------------

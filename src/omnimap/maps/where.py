@@ -21,7 +21,7 @@ from omnimap.datasets.gallery import (
 )  # fmt: skip
 from omnimap.geo.bbox import BBox
 from omnimap.geo.grid import LatLonGrid
-from omnimap.geo.place import default_resolution, parse_when, resolve_place
+from omnimap.geo.place import area_mask, default_resolution, parse_when, resolve_area
 from omnimap.geo.timefeat import When
 from omnimap.maps.cells import HEAD_FILE, T1, T2, load_cell_head, save_cell_head, train_cell_head
 from omnimap.maps.engine import MapEngine, clean_prompt
@@ -46,16 +46,26 @@ MODALITIES = ("text", "image", "audio")
 DEFAULT_METHOD = "field"
 
 
-def embed_query(engine: MapEngine, query, modality: str = "text") -> tuple[np.ndarray, str]:
-    """(D,) teacher vector of a text, a photo file or an audio file, and a label for it."""
+# A query kind the default atlas cannot embed goes to the built-in model that can.
+DEFAULT_MODELS = {"text": "atlas", "image": "atlas", "audio": "soundscape"}
+
+
+def default_model(modality: str, model: str | None) -> str:
+    """``model``, else the built-in model for queries of ``modality``."""
+    return model or DEFAULT_MODELS.get(modality, "atlas")
+
+
+def read_query(query, modality: str = "text"):
+    """(item, label): a clean prompt, an RGB photo or a decoded ``Waveform``. Called
+    before any model loads, so a bad file fails first (one line, nothing written)."""
     if modality == "text":
         text = clean_prompt(query)
-        return engine.embed_queries([text], "text")[0], text
+        return text, text
     if modality not in MODALITIES:
         raise InputError(f"query kind must be one of {', '.join(MODALITIES)}, got {modality!r}")
     path = _query_file(query, modality)
-    item = read_photo(path) if modality == "image" else read_audio(path)
-    return engine.embed_queries([item], modality)[0], path.name
+    # empty, corrupt, silent or over-long clips are InputErrors; no sound extra a DataError
+    return (read_photo(path) if modality == "image" else read_audio(path)), path.name
 
 
 def _query_file(query, modality: str) -> Path:
@@ -74,6 +84,23 @@ def read_photo(path: Path) -> Image.Image:
         raise InputError(f"{path.name} is not an image this program can read") from None
 
 
+def embed_read(engine: MapEngine, item, modality: str) -> np.ndarray:
+    """(D,) the model's teacher vector of a query from ``read_query``."""
+    if modality not in engine.teacher.modalities:
+        hint = " (e.g. --model soundscape)" if modality == "audio" else ""
+        raise InputError(
+            f"model {engine.name!r} has a teacher of {', '.join(engine.teacher.modalities)}; "
+            f"{modality} queries need a model whose teacher embeds {modality}{hint}"
+        )
+    return engine.embed_queries([item], modality)[0]
+
+
+def embed_query(engine: MapEngine, query, modality: str = "text") -> tuple[np.ndarray, str]:
+    """(D,) teacher vector of a text, a photo file or an audio file, and a label for it."""
+    item, label = read_query(query, modality)
+    return embed_read(engine, item, modality), label
+
+
 def parse_at(at: str | tuple) -> tuple[float, float]:
     """LON,LAT from text or a pair; InputError when malformed or out of range."""
     try:
@@ -84,9 +111,11 @@ def parse_at(at: str | tuple) -> tuple[float, float]:
     return lon, lat
 
 
-def _grid(bbox, region, resolution: float | None) -> LatLonGrid:
-    box, _ = resolve_place(bbox, region)
-    return LatLonGrid.from_bbox(box, resolution or default_resolution(box))
+def _grid(bbox, region, resolution: float | None) -> tuple[LatLonGrid, np.ndarray | None]:
+    """The grid of a place and the mask of its cells inside a country or continent."""
+    area = resolve_area(bbox, region)
+    grid = LatLonGrid.from_bbox(area.bbox, resolution or default_resolution(area.bbox))
+    return grid, area_mask(area, grid)
 
 
 def locate(
@@ -102,7 +131,7 @@ def locate(
     to take its image features, default the hub's; no model or gallery involved); on a
     description, a linear head from the gallery's teacher into GeoCLIP's space."""
     moment = parse_when(when)
-    grid = _grid(bbox, region, resolution)
+    grid, inside = _grid(bbox, region, resolution)
     if method == "geoclip" and modality == "image":
         return locate_photo_geoclip(query, grid, clip)
     if clip is not None:
@@ -113,16 +142,17 @@ def locate(
     method = check_method(method or DEFAULT_METHOD)
     if method in ("knn", "cells", "geoclip") and gallery is None:
         raise InputError(f"--method {method} needs a gallery (--gallery G; omnimap gallery build)")
-    engine = engine or MapEngine(model or "atlas")
+    item, label = read_query(query, modality)  # a bad file fails before the model loads
+    engine = engine or MapEngine(default_model(modality, model))
     g = None
     if gallery is not None:
         g = gallery if isinstance(gallery, Gallery) else open_gallery(gallery)
         g.check_teacher(engine.teacher)
         if method == "cells":
             load_cell_head(g)  # a missing head fails before the query is embedded
-    q, label = embed_query(engine, query, modality)
+    q = embed_read(engine, item, modality)
     if method == "field":
-        return locate_field(engine, q, grid, moment, label)
+        return locate_field(engine, q, grid, moment, label, inside=inside)
     if method == "knn":
         return locate_knn(g, q, grid, moment, label, engine.name)
     if method == "cells":
@@ -144,19 +174,21 @@ def locate_photo_geoclip(query, grid: LatLonGrid, clip: str | Path | None = None
 
 def when_posterior(query, at, modality: str = "text", model: str | None = None,
                    engine: MapEngine | None = None, year: int = 2020) -> TimePosterior:  # fmt: skip
+    """The posterior over local solar hours and months (a soundscape model's: and BirdNET
+    weeks) of a query at one place."""
     lon, lat = parse_at(at)
-    engine = engine or MapEngine(model or "atlas")
-    q, label = embed_query(engine, query, modality)
-    return time_posterior(engine, q, lon, lat, label, year)
+    item, label = read_query(query, modality)
+    engine = engine or MapEngine(default_model(modality, model))
+    return time_posterior(engine, embed_read(engine, item, modality), lon, lat, label, year)
 
 
 def verify_timestamp(query, at, when: str | When, modality: str = "text", model: str | None = None,
                      engine: MapEngine | None = None) -> dict:  # fmt: skip
     lon, lat = parse_at(at)
     moment = parse_when(when)
-    engine = engine or MapEngine(model or "atlas")
-    q, _ = embed_query(engine, query, modality)
-    return verify_time(engine, q, lon, lat, moment)
+    item, _ = read_query(query, modality)
+    engine = engine or MapEngine(default_model(modality, model))
+    return verify_time(engine, embed_read(engine, item, modality), lon, lat, moment)
 
 
 def build_gallery(out: str | Path, *, pairs: str | Path | None = None, atlas_samples: int | None = None,

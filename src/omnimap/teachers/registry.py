@@ -85,7 +85,9 @@ def _soundscape(name: str) -> Teacher:
     (a hub name or local directory) of the two text blocks."""
     # The text teacher comes cached: taxon phrases and captions are embedded once, ever.
     text = get_teacher("minilm" if name == "soundscape" else name, "text")
-    return SoundscapeTeacher(name, BirdNetTeacher(), text)
+    # One BirdNET per process for every soundscape teacher, cached or not: its
+    # interpreter and dense-layer inverse take ~1 s to set up.
+    return SoundscapeTeacher(name, get_teacher("birdnet-v2.4", "birdnet", cached=False), text)
 
 
 KINDS: dict[str, Callable[[str], Teacher]] = {

@@ -3,7 +3,8 @@
 Student: s = normalize(o + m), o = overhead(patch), m = dynamic(location, time).
 Loss: InfoNCE of each student embedding against [global batch of teacher embeddings |
 queue of earlier ones], with a learnable temperature; rows whose labels agree mean
-the same thing and are not negatives. A :class:`Recipe` brings the data, the teacher's
+the same thing and are not negatives. A recipe with ``target_pairs`` (GeoCLAP) has one
+such loss per teacher modality, each with its own temperature and queue, summed. A :class:`Recipe` brings the data, the teacher's
 targets, the architecture and the augmentation; everything else is here:
 
 - input dropouts, drawn per global batch (m) or per sample (time inputs, o), applied
@@ -22,6 +23,7 @@ targets, the architecture and the augmentation; everything else is here:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -44,7 +46,14 @@ from omnimap.models.student import Student, build_student
 from omnimap.train import batches
 from omnimap.train.config import TrainConfig
 from omnimap.train.distributed import World, barrier, gather_rows, join, local_rows, mean_over_ranks
-from omnimap.train.losses import LogitScale, TeacherQueue, queue_infonce
+from omnimap.train.losses import (
+    LogitScale,
+    PairScales,
+    PairTargets,
+    TeacherQueue,
+    paired_queue_infonce,
+    queue_infonce,
+)  # fmt: skip
 from omnimap.train.schedule import lr_scheduler
 from omnimap.train.state import load_train_state, read_train_info, save_train_state
 
@@ -116,6 +125,20 @@ class Recipe(ABC):
         text depends on the time (what is known without it); None: ``targets``."""
         return None
 
+    def target_pairs(self) -> tuple[str, ...]:
+        """GeoCLAP's per-pair temperatures: the teacher modalities (e.g. "audio",
+        "text") the student is contrasted with, one pair each, each pair with its own
+        learnable temperature and queue; the loss is their sum. Such a recipe's ``load``
+        puts ``pair_targets`` of its rows in the batch as "pairs" (``targets`` and
+        ``queue_targets`` are then unused). () (the default): one target, one
+        temperature."""
+        return ()
+
+    def pair_targets(self, rows: np.ndarray) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per name of ``target_pairs``: (len(rows), dim) teacher vectors and (len(rows),)
+        bool, the rows that have that modality."""
+        raise NotImplementedError(f"{type(self).__name__} has no target pairs")
+
     def dropout_rates(self) -> tuple[float, float, float]:
         """(metadata, time, overhead) dropout probabilities."""
         return self.cfg.meta_dropout, self.cfg.time_dropout, self.cfg.overhead_dropout
@@ -134,23 +157,24 @@ class Recipe(ABC):
 class RunResult:
     model: LoadedModel
     losses: list[float]  # one per step from step 0 (a resumed run includes earlier steps)
-    history: list[dict]  # every log_every steps and the last: step, loss, temperature
-    temperature: float  # the learnt one, at the last step
+    history: list[dict]  # every log_every steps and the last: step, loss, temperature(s)
+    temperature: float  # the learnt one (with target pairs: the first pair's), at the last step
     seconds: float  # this invocation's training time (checkpoint writes excluded)
     samples_per_second: float
     data_wait_seconds: float  # of ``seconds``, spent waiting for the next batch
     is_main: bool = True  # rank 0 (the process that writes and reports)
+    temperatures: dict[str, float] | None = None  # per target pair (None: one temperature)
 
 
 class _Trainable(nn.Module):
     """Student + temperature as one module, so DDP averages the gradients of both."""
 
-    def __init__(self, student: Student, scale: LogitScale):
+    def __init__(self, student: Student, scale: LogitScale | PairScales):
         super().__init__()
         self.student, self.scale = student, scale
 
     def forward(self, images: torch.Tensor, meta: torch.Tensor, keep_meta: float,
-                keep_overhead: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                keep_overhead: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | dict]:  # fmt: skip
         # Dropouts multiply by 0 rather than skip: every parameter stays in the graph, as
         # DDP requires; their gradients are then exactly zero.
         o = self.student.encode_overhead(images).float() * keep_overhead
@@ -166,15 +190,24 @@ class _Parts:
     module: _Trainable
     optimizer: torch.optim.AdamW
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    queue: TeacherQueue
+    queue: TeacherQueue | dict[str, TeacherQueue]  # one per target pair, if any
     info: dict  # JSON: architecture, losses, history, prep_seconds, train_seconds
 
     @property
     def losses(self) -> list[float]:
         return self.info["losses"]
 
+    def temperatures(self) -> dict[str, float] | None:
+        """Per target pair (None: one temperature)."""
+        scale = self.module.scale
+        if not isinstance(scale, PairScales):
+            return None
+        return {n: 1.0 / float(v.detach()) for n, v in scale().items()}
+
     def temperature(self) -> float:
-        return 1.0 / float(self.module.scale().detach())
+        """The one temperature, or the first pair's."""
+        many = self.temperatures()
+        return next(iter(many.values())) if many else 1.0 / float(self.module.scale().detach())
 
 
 def _check_run_dir(run_dir: Path, recipe: Recipe, world: World) -> None:
@@ -187,7 +220,12 @@ def _check_run_dir(run_dir: Path, recipe: Recipe, world: World) -> None:
             raise InputError(
                 f"{run_dir} holds a {saved.get('recipe')} run, not {recipe.name}; use a new --out"
             )
-        changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        # An option added since the run began (absent from its file) at its default is
+        # the behaviour the run had: e.g. geosound's ``loss`` "mixed".
+        defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(recipe.cfg)
+                                          if f.default is not dataclasses.MISSING}, default=list))  # fmt: skip
+        changed = sorted(k for k in saved.keys() | wanted.keys()
+                         if saved.get(k, defaults.get(k)) != wanted.get(k))  # fmt: skip
         if changed:
             raise InputError(
                 f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}); use a new --out"
@@ -206,13 +244,18 @@ def _build(recipe: Recipe, run_dir: Path, n: int, device: torch.device) -> _Part
     student = build_student(arch)
     if not resuming:
         recipe.init_student(student)
-    module = _Trainable(student, LogitScale(cfg.init_temperature)).to(device)
+    pairs = recipe.target_pairs()
+    scale = PairScales(pairs, cfg.init_temperature) if pairs else LogitScale(cfg.init_temperature)
+    module = _Trainable(student, scale).to(device)
     # No weight decay on gains, biases and the temperature (CLIP practice): decaying the
     # log-temperature would pull it towards 1 for no reason.
     groups = [{"params": [p for p in module.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in module.parameters() if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    queue = TeacherQueue(cfg.queue_size, int(arch["dim"]), cfg.batch_size, recipe.label_columns)
+    def new_queue():
+        return TeacherQueue(cfg.queue_size, int(arch["dim"]), cfg.batch_size, recipe.label_columns)
+
+    queue = {name: new_queue() for name in pairs} if pairs else new_queue()
     if resuming:
         info = load_train_state(state_path, student, module.scale, optimizer, queue)
         scheduler = lr_scheduler(optimizer, cfg, start=len(info["losses"]))
@@ -223,8 +266,14 @@ def _build(recipe: Recipe, run_dir: Path, n: int, device: torch.device) -> _Part
         # Pre-filled from a seeded sample of the training set: no cold start.
         rng = np.random.default_rng(batches.stream_seed(cfg.seed, batches.QUEUE_FILL))
         fill = np.sort(rng.choice(n, size=min(cfg.queue_size, n), replace=False))
-        queue.fill(recipe.queue_targets(fill), recipe.labels(fill))
-    return _Parts(student, module, optimizer, scheduler, queue.to(device), info)
+        if pairs:
+            labels = recipe.labels(fill)
+            for name, (vectors, valid) in recipe.pair_targets(fill).items():
+                queue[name].fill(vectors[valid], labels[valid])
+        else:
+            queue.fill(recipe.queue_targets(fill), recipe.labels(fill))
+    queue = {k: q.to(device) for k, q in queue.items()} if pairs else queue.to(device)
+    return _Parts(student, module, optimizer, scheduler, queue, info)
 
 
 def train(
@@ -280,25 +329,32 @@ def train(
         torch.manual_seed(batches.stream_seed(cfg.seed, batches.TORCH, step))  # model dropout
         with autocast():
             s, scale = trainer(images, meta, 0.0 if drop.meta else 1.0, keep_overhead)
-        own = recipe.targets(batch, device)
-        if drop.time.any():
-            free = recipe.time_free_targets(batch, device)
-            if free is not None:
-                own = torch.where(dropped.unsqueeze(1), free, own)
-        keys, labels = gather_rows(own, world), batch["labels"].to(device)
+        labels = batch["labels"].to(device)
         others = torch.ones(size, dtype=torch.bool, device=device)
         others[mine] = False
-        q_vec, q_lab = parts.queue.current()
-        # [own keys | other ranks' keys | queue]: one process's logits for the global
-        # batch with the columns permuted, which cross-entropy does not see.
-        loss = queue_infonce(s.float(), own, labels[mine], scale.float(),
-                             torch.cat([keys[others], q_vec]), torch.cat([labels[others], q_lab]))  # fmt: skip
+        if isinstance(scale, dict):
+            loss, pushes = _pair_loss(s.float(), batch["pairs"], labels, scale, others, mine,
+                                      parts.queue, world, device)  # fmt: skip
+        else:
+            own = recipe.targets(batch, device)
+            if drop.time.any():
+                free = recipe.time_free_targets(batch, device)
+                if free is not None:
+                    own = torch.where(dropped.unsqueeze(1), free, own)
+            keys = gather_rows(own, world)
+            q_vec, q_lab = parts.queue.current()
+            # [own keys | other ranks' keys | queue]: one process's logits for the global
+            # batch with the columns permuted, which cross-entropy does not see.
+            loss = queue_infonce(s.float(), own, labels[mine], scale.float(),
+                                 torch.cat([keys[others], q_vec]), torch.cat([labels[others], q_lab]))  # fmt: skip
+            pushes = [(parts.queue, keys, labels)]
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         parts.optimizer.step()
         parts.scheduler.step()
-        parts.queue.push(keys, labels)
-        return mean_over_ranks(loss, world), 1.0 / float(scale.detach())
+        for queue, keys, key_labels in pushes:
+            queue.push(keys, key_labels)
+        return mean_over_ranks(loss, world), parts.temperature()
 
     start = len(parts.losses)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
@@ -319,8 +375,11 @@ def train(
             done = step + 1
             bar.update(1)
             if step % cfg.log_every == 0 or done == cfg.steps:
-                parts.info["history"].append({"step": step, "loss": round(loss, HISTORY_DECIMALS),
-                                              "temperature": round(temperature, HISTORY_DECIMALS)})  # fmt: skip
+                entry = {"step": step, "loss": round(loss, HISTORY_DECIMALS),
+                         "temperature": round(temperature, HISTORY_DECIMALS)}  # fmt: skip
+                if (many := parts.temperatures()) is not None:
+                    entry["temperatures"] = {k: round(v, HISTORY_DECIMALS) for k, v in many.items()}
+                parts.info["history"].append(entry)
                 bar.set_postfix(loss=f"{loss:.3f}", T=f"{temperature:.4f}")
                 log.info(
                     "step %d/%d loss %.4f temperature %.4f", done, cfg.steps, loss, temperature
@@ -339,7 +398,28 @@ def train(
     barrier(world)
     rate = (end - start) * cfg.batch_size / seconds if end > start else 0.0
     return RunResult(load_checkpoint(run_dir), list(parts.losses), list(parts.info["history"]),
-                     parts.temperature(), seconds, rate, waited, world.is_main)  # fmt: skip
+                     parts.temperature(), seconds, rate, waited, world.is_main,
+                     parts.temperatures())  # fmt: skip
+
+
+def _pair_loss(s: torch.Tensor, pairs: dict, labels: torch.Tensor, scales: dict[str, torch.Tensor],
+               others: torch.Tensor, mine: slice, queues: dict[str, TeacherQueue], world: World,
+               device: torch.device) -> tuple[torch.Tensor, list]:  # fmt: skip
+    """The sum of the target pairs' losses for this rank's rows, and what each queue
+    takes afterwards (every rank pushes the same: the global batch's valid rows)."""
+    targets, pushes = {}, []
+    for name, (own, valid) in pairs.items():
+        own, valid = own.to(device), valid.to(device)
+        keys = gather_rows(own, world)
+        every = gather_rows(valid.to(torch.uint8), world).bool()  # gloo gathers no bools
+        q_vec, q_lab = queues[name].current()
+        negatives = others & every
+        weight = float(valid.sum()) * world.size / max(float(every.sum()), 1.0)
+        targets[name] = PairTargets(own, labels[mine], valid, torch.cat([keys[negatives], q_vec]),
+                                    torch.cat([labels[negatives], q_lab]), weight)  # fmt: skip
+        pushes.append((queues[name], keys[every], labels[every]))
+    loss, _ = paired_queue_infonce(s, targets, {k: v.float() for k, v in scales.items()})
+    return loss, pushes
 
 
 def _checkpoint(run_dir: Path, recipe: Recipe, parts: _Parts, n: int) -> None:
@@ -359,5 +439,7 @@ def _checkpoint(run_dir: Path, recipe: Recipe, parts: _Parts, n: int) -> None:
     }  # fmt: skip
     config = {"name": cfg.name, **info["architecture"], **own, "temperature": parts.temperature(),
               "training": training}  # fmt: skip
+    if (many := parts.temperatures()) is not None:
+        config["temperatures"] = many
     save_checkpoint(parts.student, config, run_dir)
     recipe.write_files(run_dir)

@@ -5,12 +5,18 @@
   the anchor's (an identical description) are masked out: they are not negatives.
 - ``symmetric_infonce``: CLIP's two-way loss between two embedding sets.
 - ``multi_pair_infonce``: GeoCLAP-style, one symmetric loss per modality pair, each
-  with its own temperature.
+  with its own temperature (for encoders that all train).
+- ``paired_queue_infonce`` with ``PairScales``: GeoCLAP's per-pair temperatures for a
+  student distilled from frozen teacher modalities (overhead-audio, overhead-text): the
+  sum of one ``queue_infonce`` per pair, each with its own learnable temperature, its
+  own negatives and only the rows that have that modality (a clip without a caption
+  has no text).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +34,62 @@ class LogitScale(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.log_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+
+class PairScales(nn.Module):
+    """One learnable inverse temperature per pair name (e.g. "overhead|audio")."""
+
+    def __init__(self, names: tuple[str, ...] | list[str], init_temperature: float = 0.07):
+        super().__init__()
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"pair names must be distinct and at least one, got {names!r}")
+        self.names = tuple(names)
+        # ModuleDict keys may not hold "."; "|" is fine
+        self.scales = nn.ModuleDict({n: LogitScale(init_temperature) for n in self.names})
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        return {n: self.scales[n]() for n in self.names}
+
+
+@dataclass
+class PairTargets:
+    """One pair's side of the loss: the teacher rows of this batch and their negatives.
+
+    own: (B, D) teacher vectors, row i the positive of student row i; labels: (B,) or
+    (B, L) ids as in ``queue_infonce``; valid: (B,) bool, the rows that have this
+    modality (None: all); keys, key_labels: further negatives (other ranks' valid rows,
+    a queue) or None; weight: multiplies the pair's mean over its valid rows (under DDP,
+    valid rows on this rank x ranks / valid rows in the global batch, so that the mean
+    over ranks is the global batch's mean)."""
+
+    own: torch.Tensor
+    labels: torch.Tensor
+    valid: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+    key_labels: torch.Tensor | None = None
+    weight: float | torch.Tensor = 1.0
+
+
+def paired_queue_infonce(student: torch.Tensor, pairs: dict[str, PairTargets],
+                         scales: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """(sum over pairs of weight x queue_infonce(student rows with the modality, their
+    teacher rows, scale of that pair, further negatives), each pair's unweighted loss).
+
+    A pair without a valid row in the batch adds 0 x its scale: its temperature stays in
+    the graph (DDP wants every parameter) and gets a zero gradient."""
+    total = student.new_zeros(())
+    each: dict[str, torch.Tensor] = {}
+    for name, p in pairs.items():
+        rows = p.valid if p.valid is not None else torch.ones(len(p.own), dtype=torch.bool,
+                                                               device=p.own.device)  # fmt: skip
+        if not bool(rows.any()):
+            total = total + 0.0 * scales[name]
+            continue
+        loss = queue_infonce(student[rows], p.own[rows], p.labels[rows], scales[name],
+                             p.keys, p.key_labels)  # fmt: skip
+        each[name] = loss.detach()
+        total = total + p.weight * loss
+    return total, each
 
 
 def queue_infonce(
