@@ -290,8 +290,26 @@ def test_locate_endpoint(tiny_model_dir, tmp_path):
     assert body["type"] == "FeatureCollection" and body["posterior"]["shape"] == [10, 10]
     assert abs(sum(body["posterior"]["prob"]) - 1) < 1e-4
     assert body["features"][0]["properties"]["rank"] == 1
-    assert client.get("/locate", params={"q": ""}).status_code == 400
-    assert client.get("/locate", params={"q": "snow", "resolution": "0.01"}).status_code == 400
+    assert r.headers["content-type"].startswith("application/geo+json")
+    assert body["posterior"]["bounds"] == [0, 40, 10, 50] and len(body["posterior"]["prob"]) == 100
+    assert min(body["posterior"]["prob"]) >= 0
+    masses = [f["properties"]["mass"] for f in body["features"]]
+    assert masses == sorted(masses, reverse=True) and 0 < sum(masses) <= 1 + 1e-4
+    for f in body["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert 0 <= lon <= 10 and 40 <= lat <= 50 and f["properties"]["radius_km"] > 0
+    # The page sends its time setting: a time-given posterior, still a distribution.
+    timed = client.get("/locate", params={"q": "snow on the mountains", "bbox": "0,40,10,50",
+                                          "resolution": "1", "when": "2024-01-15T12:00"}).json()  # fmt: skip
+    assert abs(sum(timed["posterior"]["prob"]) - 1) < 1e-4
+    # Bad input: a 400 with one line for the page to show.
+    for bad, words in (({"q": ""}, "empty"), ({"q": "   "}, "empty"),
+                       ({"q": "snow", "resolution": "0.01"}, "resolution"),
+                       ({"q": "snow", "when": "next tuesday"}, "iso-8601")):  # fmt: skip
+        r = client.get("/locate", params=bad)
+        assert r.status_code == 400, bad
+        detail = r.json()["detail"]
+        assert words in detail.lower() and "\n" not in detail, detail
 
 
 def test_adaptive_cells_split_dense_and_drop_sparse():
