@@ -252,21 +252,71 @@ def test_cli_locate_knn_and_verify(tiny_model_dir, gallery_dir, tmp_path):
     assert len(data["hour"]) == 24 and abs(sum(data["month"]) - 1) < 1e-4
 
 
+def _memory_gallery(engine, lon, lat, texts):
+    from omnimap.datasets.gallery import Gallery
+
+    vectors = engine.teacher.embed("text", texts).astype(np.float16)
+    return Gallery(path=None, lon=np.asarray(lon, float), lat=np.asarray(lat, float), time=None,
+                   sources=list(texts), embeddings=vectors, teacher=engine.teacher.to_config(),
+                   modality="text", index=None, index_kind="none")  # fmt: skip
+
+
 def test_fusion_keeps_cells_without_observations_and_leans_on_near_ones(engine, gallery_dir):
-    from omnimap.maps.fusion import fuse
+    from omnimap.maps.fusion import fuse, like_cells, predicted_at
 
     g = open_gallery(gallery_dir)
     lon = np.array([2.35, 2.40, 120.0])  # at, near, far from the Paris observation
     lat = np.array([48.85, 48.90, -30.0])
     cells = engine.embedder.fused(lon, lat, None, "no_time")
-    from omnimap.maps.fusion import predicted_at
-
-    blended, alpha = fuse(cells, lon, lat, g, predicted_at(engine, g, None))
-    np.testing.assert_allclose(blended[2].astype(np.float32), cells[2], atol=1e-3)
-    assert alpha[2] == 0 and alpha[0] > alpha[1] > 0
-    obs = g.embeddings[2].astype(np.float32)
+    blended, alpha = fuse(cells, lon, lat, g, predicted_at(engine, g, None),
+                          like=like_cells(engine, g, None))  # fmt: skip
+    # No observation within 3 bandwidths: the student's embedding, bit for bit.
+    assert alpha[2] == 0 and np.array_equal(blended[2], cells[2].astype(np.float16))
+    assert alpha[0] > alpha[1] > 0 and alpha[0] < 0.5  # one observation never outweighs the student
+    obs = g.embeddings[2].astype(np.float32) - g.embeddings.astype(np.float32).mean(0)
     assert blended[0].astype(np.float32) @ obs > cells[0] @ obs  # moved towards what was seen
     np.testing.assert_allclose(np.linalg.norm(blended.astype(np.float32), axis=1), 1, atol=1e-3)
+
+
+def test_fusion_falls_back_to_the_student_when_observations_are_far_or_unlike(engine):
+    from omnimap.maps.fusion import fuse, like_cells, predicted_at
+    from omnimap.maps.scoring import cosine_scores
+
+    lon, lat = np.linspace(0, 4, 9), np.full(9, 45.0)
+    cells = engine.embedder.fused(lon, lat, None, "no_time").astype(np.float16)
+    q = engine.teacher.embed("text", ["sand dunes", "snow", "a city at night"])
+    student = cosine_scores(cells, q)
+
+    # Observations 2,000 km away: every cell keeps exactly the student's scores.
+    far = _memory_gallery(engine, [30.0, 31.0, 32.0], [30.0, 31.0, 32.0], TEXTS[:3])
+    blended, alpha = fuse(cells, lon, lat, far, predicted_at(engine, far, None),
+                          like=like_cells(engine, far, None))  # fmt: skip
+    assert (alpha == 0).all() and np.array_equal(blended, cells)
+    assert np.array_equal(cosine_scores(blended, q), student)
+
+    # One observation next to the cells: nothing to centre against, nothing changes.
+    one = _memory_gallery(engine, [2.0], [45.0], TEXTS[:1])
+    assert np.array_equal(fuse(cells, lon, lat, one, predicted_at(engine, one, None))[0], cells)
+
+    # Observations 70 km north whose places the student sees as unlike the cells (their
+    # embeddings at the map's time point away from every cell): the scores move by less
+    # than 0.01, while the same observations seen as alike move them more.
+    near = _memory_gallery(engine, [1.0, 2.0, 3.0], [45.63, 45.63, 45.63], TEXTS[:3])
+    pred = predicted_at(engine, near, None)
+    unlike = -np.repeat(cells[4:5].astype(np.float32), 3, axis=0)
+    moved, a_unlike = fuse(cells, lon, lat, near, pred, like=unlike)
+    assert 0 < a_unlike.max() < 0.01
+    assert np.abs(cosine_scores(moved, q) - student).max() < 0.01
+    alike = np.repeat(cells[4:5].astype(np.float32), 3, axis=0)
+    shifted, a_alike = fuse(cells, lon, lat, near, pred, like=alike)
+    assert a_alike.max() > 10 * a_unlike.max()
+    assert np.abs(cosine_scores(shifted, q) - student).max() > np.abs(cosine_scores(moved, q) - student).max()
+
+    # Closer and more alike never means less weight.
+    at = _memory_gallery(engine, [2.0, 2.0], [45.0, 45.0], TEXTS[:2])
+    _, a_at = fuse(cells, lon, lat, at, predicted_at(engine, at, None),
+                   like=np.repeat(cells[4:5].astype(np.float32), 2, axis=0))  # fmt: skip
+    assert np.all(np.diff(a_at[:5]) >= 0) and np.all(np.diff(a_at[4:]) <= 0)
 
 
 def test_cli_map_with_observations(tiny_model_dir, gallery_dir, tmp_path):
@@ -292,8 +342,26 @@ def test_locate_endpoint(tiny_model_dir, tmp_path):
     assert body["type"] == "FeatureCollection" and body["posterior"]["shape"] == [10, 10]
     assert abs(sum(body["posterior"]["prob"]) - 1) < 1e-4
     assert body["features"][0]["properties"]["rank"] == 1
-    assert client.get("/locate", params={"q": ""}).status_code == 400
-    assert client.get("/locate", params={"q": "snow", "resolution": "0.01"}).status_code == 400
+    assert r.headers["content-type"].startswith("application/geo+json")
+    assert body["posterior"]["bounds"] == [0, 40, 10, 50] and len(body["posterior"]["prob"]) == 100
+    assert min(body["posterior"]["prob"]) >= 0
+    masses = [f["properties"]["mass"] for f in body["features"]]
+    assert masses == sorted(masses, reverse=True) and 0 < sum(masses) <= 1 + 1e-4
+    for f in body["features"]:
+        lon, lat = f["geometry"]["coordinates"]
+        assert 0 <= lon <= 10 and 40 <= lat <= 50 and f["properties"]["radius_km"] > 0
+    # The page sends its time setting: a time-given posterior, still a distribution.
+    timed = client.get("/locate", params={"q": "snow on the mountains", "bbox": "0,40,10,50",
+                                          "resolution": "1", "when": "2024-01-15T12:00"}).json()  # fmt: skip
+    assert abs(sum(timed["posterior"]["prob"]) - 1) < 1e-4
+    # Bad input: a 400 with one line for the page to show.
+    for bad, words in (({"q": ""}, "empty"), ({"q": "   "}, "empty"),
+                       ({"q": "snow", "resolution": "0.01"}, "resolution"),
+                       ({"q": "snow", "when": "next tuesday"}, "iso-8601")):  # fmt: skip
+        r = client.get("/locate", params=bad)
+        assert r.status_code == 400, bad
+        detail = r.json()["detail"]
+        assert words in detail.lower() and "\n" not in detail, detail
 
 
 def test_adaptive_cells_split_dense_and_drop_sparse():

@@ -141,3 +141,59 @@ def test_the_page_maps_a_prompt_with_tiles_legend_and_places(server, browser, tm
     assert resources and all(r.startswith(server.base) for r in resources)
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []
+
+
+def test_where_was_this_draws_the_posterior_and_lists_hypotheses(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.base + "/")
+    wait_for(browser, "window.omnimap && window.omnimap.coastlines", 60)
+
+    # An empty description gets the server's own one-line answer, and nothing is drawn.
+    browser.find_element(By.ID, "locate-go").click()
+    wait_for(browser, "document.getElementById('locate-status').classList.contains('error')", 60)
+    message = browser.find_element(By.ID, "locate-status").text
+    assert "empty" in message and "\n" not in message
+    assert browser.find_elements(By.CSS_SELECTOR, ".leaflet-posterior-pane img") == []
+
+    box = browser.find_element(By.ID, "description")
+    box.send_keys("Sand dunes in a hot desert under the midday sun.")
+    browser.find_element(By.ID, "locate-go").click()
+    wait_for(browser, "window.omnimap.located")
+
+    found = browser.execute_script("return window.omnimap.locate")
+    assert found["hypotheses"] >= 1 and found["shape"] == [180, 360]  # the world at 1 deg
+    assert found["query"].startswith("Sand dunes")
+    # The posterior is one image over the map, with coloured (not all transparent) pixels.
+    overlay = browser.find_element(By.CSS_SELECTOR, ".leaflet-posterior-pane img.posterior")
+    assert overlay.get_attribute("src").startswith("data:image/png")
+    coloured = browser.execute_script(
+        "const i = document.querySelector('.leaflet-posterior-pane img');"
+        "const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;"
+        "const x = c.getContext('2d'); x.drawImage(i, 0, 0);"
+        "const d = x.getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        "for (let k = 3; k < d.length; k += 4) if (d[k] > 0) n++; return n"
+    )
+    assert coloured > 0
+    items = browser.find_elements(By.CSS_SELECTOR, "#hypothesis-list li")
+    assert len(items) == found["hypotheses"]
+    masses = [float(li.text.split("·")[1].strip().rstrip("%")) for li in items]
+    assert masses == sorted(masses, reverse=True) and 0 < sum(masses) <= 100.05
+    assert all("km" in li.text for li in items)
+    # A confidence circle and a centre marker per hypothesis.
+    paths = browser.find_elements(By.CSS_SELECTOR, ".leaflet-hypotheses-pane path")
+    assert len(paths) == 2 * found["hypotheses"]
+    assert "Posterior over 64,800 cells" in browser.find_element(By.ID, "locate-status").text
+    # The page's time setting went with the query.
+    sent = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/locate?'))"
+    )
+    assert sent and "when=2024-01-15T12%3A00" in sent[-1]
+
+    # Clear removes the layer and the list.
+    browser.find_element(By.ID, "locate-clear").click()
+    assert browser.find_elements(By.CSS_SELECTOR, ".leaflet-posterior-pane img") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#hypothesis-list li") == []
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    # The empty description's 400 is the one expected console entry.
+    assert all("/locate" in e["message"] and "400" in e["message"] for e in severe)

@@ -1,5 +1,6 @@
 // The omnimap web map: a prompt, a season and an hour become score tiles, a legend
 // and the top places, all from this server (an online basemap only if configured).
+// "Where was this?" sends a description to /locate and draws its posterior.
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 import "./style.css";
@@ -19,6 +20,8 @@ const stats = (window.omnimap = {
   coastlines: false,
   legend: null,
   places: null,
+  located: false, // the last /locate answer is drawn
+  locate: null, // that answer: hypotheses and the posterior's shape
 });
 
 const $ = (id) => document.getElementById(id);
@@ -29,6 +32,9 @@ const ui = {
   hour: $("hour"),
   opacity: $("opacity"),
   status: $("status"),
+  description: $("description"),
+  locateTime: $("locate-time"),
+  locateStatus: $("locate-status"),
 };
 
 const map = L.map("map", {
@@ -48,12 +54,18 @@ map.attributionControl.setPrefix("omnimap · Leaflet");
 // Coastlines above the scores so the map reads; places above both.
 map.createPane("coast").style.zIndex = 450;
 map.createPane("places").style.zIndex = 620;
+// The posterior sits over the scores and under the coastlines; its hypotheses on top.
+map.createPane("posterior").style.zIndex = 440;
+map.createPane("hypotheses").style.zIndex = 630;
 const coastRenderer = L.canvas({ pane: "coast" });
 const placesLayer = L.layerGroup().addTo(map);
 
 let scoreLayer = null; // on show
 let pendingLayer = null; // loading, replaces scoreLayer once its tiles are in
 let generation = 0; // responses for an older query are dropped
+const hypothesesLayer = L.layerGroup().addTo(map);
+let posteriorLayer = null;
+let locateGeneration = 0; // the same for "where was this?"
 
 function setStatus(text, isError = false) {
   ui.status.textContent = text;
@@ -239,6 +251,145 @@ async function refresh() {
   }
 }
 
+// Magma, dark to light: the posterior's colours (alpha rises with them).
+const RAMP = [
+  [0.0, [0, 0, 4]],
+  [0.25, [81, 18, 124]],
+  [0.5, [183, 55, 121]],
+  [0.75, [252, 137, 97]],
+  [1.0, [252, 253, 191]],
+];
+const MAX_LAT = 85.0511; // Web Mercator's edge
+const mercator = (lat) => Math.log(Math.tan(Math.PI / 4 + (Math.max(-MAX_LAT, Math.min(MAX_LAT, lat)) * Math.PI) / 360));
+
+function ramp(t) {
+  let i = 1;
+  while (i < RAMP.length - 1 && t > RAMP[i][0]) i += 1;
+  const [t0, c0] = RAMP[i - 1];
+  const [t1, c1] = RAMP[i];
+  const f = Math.min(1, Math.max(0, (t - t0) / (t1 - t0)));
+  return c0.map((c, k) => Math.round(c + f * (c1[k] - c)));
+}
+
+// The posterior comes on the grid's latitude rows; the map is Web Mercator, so each
+// image row takes the grid row under its latitude (an equirectangular image stretched
+// over the bounds would put every place at the wrong latitude).
+function posteriorImage({ bounds, shape, prob }) {
+  const [west, south, east, north] = bounds;
+  const [nrows, ncols] = shape;
+  const res = (north - south) / nrows;
+  const top = Math.min(north, MAX_LAT);
+  const bottom = Math.max(south, -MAX_LAT);
+  const spanX = ((east - west) * Math.PI) / 180;
+  const height = Math.max(1, Math.min(2048, Math.round((ncols * (mercator(top) - mercator(bottom))) / spanX)));
+  const canvas = document.createElement("canvas");
+  canvas.width = ncols;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(ncols, height);
+  let peak = 0;
+  for (const p of prob) if (p > peak) peak = p;
+  const m0 = mercator(top);
+  const m1 = mercator(bottom);
+  for (let y = 0; y < height; y += 1) {
+    const m = m0 + ((y + 0.5) / height) * (m1 - m0);
+    const lat = (Math.atan(Math.sinh(m)) * 180) / Math.PI;
+    const row = Math.min(nrows - 1, Math.max(0, Math.floor((north - lat) / res)));
+    for (let x = 0; x < ncols; x += 1) {
+      const p = prob[row * ncols + x];
+      if (!(p > 0) || !(peak > 0)) continue;
+      // Square root: a posterior's tail is long, and the linear scale hides all but the peak.
+      const v = Math.sqrt(p / peak);
+      if (v < 0.05) continue;
+      const [r, g, b] = ramp(v);
+      const o = 4 * (y * ncols + x);
+      image.data.set([r, g, b, Math.round(255 * Math.min(1, 0.25 + v))], o);
+    }
+  }
+  context.putImageData(image, 0, 0);
+  return { url: canvas.toDataURL("image/png"), bounds: [[bottom, west], [top, east]] };
+}
+
+function clearLocate() {
+  ++locateGeneration;
+  if (posteriorLayer) map.removeLayer(posteriorLayer);
+  posteriorLayer = null;
+  hypothesesLayer.clearLayers();
+  $("hypothesis-list").replaceChildren();
+  $("posterior-legend").hidden = true;
+  $("locate-clear").hidden = true;
+  stats.located = false;
+  stats.locate = null;
+}
+
+function showPosterior(body) {
+  const { url, bounds } = posteriorImage(body.posterior);
+  if (posteriorLayer) map.removeLayer(posteriorLayer);
+  posteriorLayer = L.imageOverlay(url, bounds, {
+    pane: "posterior",
+    opacity: 0.85,
+    className: "posterior",
+    alt: "where-posterior",
+  }).addTo(map);
+  const stops = RAMP.map(([t, [r, g, b]]) => `rgb(${r},${g},${b}) ${(t * 100).toFixed(0)}%`);
+  $("posterior-bar").style.background = `linear-gradient(to right, ${stops.join(", ")})`;
+  $("posterior-legend").hidden = false;
+
+  hypothesesLayer.clearLayers();
+  const list = $("hypothesis-list");
+  list.replaceChildren();
+  for (const feature of body.features) {
+    const [lon, lat] = feature.geometry.coordinates;
+    const { rank, mass, radius_km: radius } = feature.properties;
+    const text = `${formatPlace([lon, lat])} · ${(100 * mass).toFixed(1)}% · ±${Math.round(radius).toLocaleString("en")} km`;
+    L.circle([lat, lon], {
+      pane: "hypotheses",
+      radius: Math.max(radius, 1) * 1000,
+      color: "#22d3ee",
+      weight: 2,
+      fillOpacity: 0.08,
+    })
+      .bindPopup(`<b>#${rank}</b> ${text}`)
+      .addTo(hypothesesLayer);
+    L.circleMarker([lat, lon], { pane: "hypotheses", radius: 4, color: "#ffffff", weight: 1.5, fillColor: "#22d3ee", fillOpacity: 1 })
+      .bindTooltip(String(rank), { permanent: true, direction: "right", className: "rank-label", offset: [5, -3] })
+      .addTo(hypothesesLayer);
+    const item = document.createElement("li");
+    item.textContent = text;
+    item.addEventListener("click", () => map.flyTo([lat, lon], Math.max(map.getZoom(), 4)));
+    list.append(item);
+  }
+  $("locate-clear").hidden = false;
+}
+
+function setLocateStatus(text, isError = false) {
+  ui.locateStatus.textContent = text;
+  ui.locateStatus.classList.toggle("error", isError);
+}
+
+async function locateDescription() {
+  const current = ++locateGeneration;
+  stats.located = false;
+  // The text goes as typed: an empty one gets the server's own one-line answer.
+  const params = new URLSearchParams({ q: ui.description.value });
+  const moment = ui.locateTime.checked ? when() : "";
+  if (moment) params.set("when", moment);
+  setLocateStatus("Locating…");
+  try {
+    const body = await getJSON(`/locate?${params}`);
+    if (current !== locateGeneration) return;
+    showPosterior(body);
+    stats.locate = { hypotheses: body.features.length, shape: body.posterior.shape, query: body.query };
+    stats.located = true;
+    const top = body.features[0];
+    const share = top ? `; the top hypothesis holds ${(100 * top.properties.mass).toFixed(1)}%` : "";
+    setLocateStatus(`Posterior over ${body.posterior.prob.length.toLocaleString("en")} cells · ${moment ? describeTime() : "any time"}${share}`);
+  } catch (error) {
+    if (current !== locateGeneration) return;
+    setLocateStatus(error.message, true);
+  }
+}
+
 async function drawCoastlines() {
   const land = await getJSON("/coastlines.geojson");
   const style = (color, weight, opacity) => ({ color, weight, opacity, interactive: false });
@@ -254,6 +405,7 @@ async function start() {
   const config = await getJSON("/config.json");
   $("model").textContent = config.model;
   ui.prompt.maxLength = config.max_prompt_chars;
+  ui.description.maxLength = config.max_prompt_chars;
   map.setMaxZoom(Math.min(map.getMaxZoom(), config.max_zoom));
   if (config.basemap_url) {
     L.tileLayer(config.basemap_url, { attribution: "basemap: configured server", zIndex: 1 }).addTo(map);
@@ -279,6 +431,21 @@ async function start() {
     for (const layer of [scoreLayer, pendingLayer]) layer?.setOpacity(ui.opacity.value / 100);
   });
   map.on("moveend", updateDownload);
+  $("locate").addEventListener("submit", (event) => {
+    event.preventDefault();
+    locateDescription();
+  });
+  // Enter submits, Shift+Enter starts a new line: a pasted paragraph stays one query.
+  ui.description.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      locateDescription();
+    }
+  });
+  $("locate-clear").addEventListener("click", () => {
+    clearLocate();
+    setLocateStatus("");
+  });
   if (ui.prompt.value.trim()) refresh();
 }
 

@@ -19,7 +19,7 @@ from omnimap.eval.prompts import LAND_COVER_PROMPTS
 from omnimap.geo.grid import LatLonGrid
 from omnimap.geo.timefeat import LocalTime
 from omnimap.maps.engine import MapEngine
-from omnimap.maps.fusion import fuse, predicted_at
+from omnimap.maps.fusion import fuse, like_cells, predicted_at
 from omnimap.maps.scoring import cosine_scores
 
 FUSION_SEED = 20_241_110
@@ -64,7 +64,7 @@ def evaluate_fusion(model: str = "atlas", fractions=(0.01, 0.1), resolution: flo
         observed = np.zeros(len(lon), bool)
         observed[order[: int(round(f * len(lon)))]] = True
         g = _observations(engine, layers, lon[observed], lat[observed], rng)
-        blended, _ = fuse(cells, lon, lat, g, predicted_at(engine, g, None))
+        blended, _ = fuse(cells, lon, lat, g, predicted_at(engine, g, None), like=like_cells(engine, g, None))
         runs[f"{100 * f:g}%"] = (blended, observed)
     result = {"cells": len(lon), "resolution_deg": resolution, "runs": {}}
     for name, (emb, observed) in runs.items():
