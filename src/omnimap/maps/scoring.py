@@ -32,13 +32,15 @@ def cosine_scores(
     out = np.empty((len(q), n), dtype=np.float32) if out is None else out
     half = cells.dtype == np.float16
     tq = torch.from_numpy(q).to(torch.float16 if half else torch.float32)
+    # copy_ widens the product straight into ``out``: no float32 temporary, no numpy copy.
+    into = torch.from_numpy(out)
     for s in range(0, n, SCORE_BLOCK):
         block = cells[s : s + SCORE_BLOCK]
         with warnings.catch_warnings():  # shared read-only arrays: only ever read here
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             tc = torch.from_numpy(block)
         if len(q) == 1:
-            out[0, s : s + len(block)] = torch.mv(tc, tq[0]).float().numpy()
+            into[0, s : s + len(block)].copy_(torch.mv(tc, tq[0]))
         else:
-            out[:, s : s + len(block)] = torch.mm(tq, tc.T).float().numpy()
+            into[:, s : s + len(block)].copy_(torch.mm(tq, tc.T))
     return out
