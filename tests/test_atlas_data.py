@@ -231,3 +231,31 @@ def test_holdout_has_truth_for_every_prompt_class(layers):
         counts += np.bincount(lc[r0:r1, c0:c1].ravel(), minlength=17)
     for prompt, classes in LAND_COVER_PROMPTS.items():
         assert counts[list(classes)].sum() >= 400, prompt
+
+
+def test_the_hour_is_its_own_clause_and_weighs_more_than_the_season(layers):
+    data = build_set(layers, 400, seed=4)
+    hours = {p for table in D.TIME_OF_DAY.values() for p in table}
+    seasons = {p for table in D.SEASON.values() for p in table}
+    timed = [t for t in range(len(data.texts)) if data.part_index[t, data.scene_clauses[t]] >= 0]
+    assert timed
+    for t in timed:
+        hour = data.parts[data.part_index[t, data.scene_clauses[t]]]
+        assert hour in hours  # the moment opens with the hour, alone
+        assert data.part_weights[data.part_index[t, data.scene_clauses[t]]] == D.HOUR_WEIGHT
+        assert data.part_weights[data.part_index[t, 0]] == D.COVER_WEIGHT
+    used = [data.parts[i] for i in np.unique(data.part_index[data.part_index >= 0])]
+    assert any(p in seasons for p in used)
+    assert all(data.part_weights[data.parts.index(p)] == 1.0 for p in used if p in seasons)
+    full = data.target_vectors(_WordTeacher())
+    t = timed[0]
+    ids = [i for i in data.part_index[t] if i >= 0]
+    want = sum(data.part_weights[i] * _WordTeacher().embed("text", [data.parts[i]])[0] for i in ids)
+    if np.linalg.norm(want) > 0:
+        np.testing.assert_allclose(full[t], want / np.linalg.norm(want), atol=1e-6)
+
+
+def test_every_rain_level_is_said_ordinary_rain_included():
+    for key in (F.ARID, F.LITTLE_RAIN, F.USUAL_RAIN, F.RAINY, F.DELUGE):
+        assert D.WETNESS[key], key
+    assert not any("rain" in p for p in D.WETNESS[F.LITTLE_RAIN])

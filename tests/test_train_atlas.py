@@ -222,3 +222,56 @@ def test_samples_without_their_time_learn_the_scene_sentence(layers, tiny_teache
         torch.testing.assert_close(own, want)
         # The two targets differ wherever the description has a moment sentence.
         assert (recipe.scene_vectors[ids] - recipe.text_vectors[ids]).abs().amax(1).gt(1e-3).all()
+
+
+def test_a_run_started_from_a_model_keeps_its_overhead_and_grows_its_dynamic_encoder(
+    layers, tiny_teacher_dir, tmp_path
+):
+    base = train(AtlasRecipe(_tiny(tiny_teacher_dir, steps=2, climate_inputs=False), layers),
+                 tmp_path / "base", progress=False).model.student  # fmt: skip
+    cfg = _tiny(tiny_teacher_dir, steps=4, init_from=str(tmp_path / "base"),
+                freeze_overhead=True, dynamic_hidden=96)  # fmt: skip
+    recipe = AtlasRecipe(cfg, layers)
+    tuned = train(recipe, tmp_path / "tuned", progress=False, stop_after=2).model.student
+    before = base.state_dict()
+    after = tuned.state_dict()
+    for k, v in before.items():
+        if k.startswith("overhead."):
+            assert torch.equal(after[k], v), k  # frozen: not one bit moved
+    assert after["dynamic.net.0.weight"].shape == (96, before["dynamic.net.0.weight"].shape[1] + 5)
+    assert not torch.equal(after["dynamic.net.2.bias"], before["dynamic.net.2.bias"])  # it trains
+    # Frozen on resume as well, and the resumed run ends where a straight one does.
+    resumed = train(AtlasRecipe(cfg, layers), tmp_path / "tuned", progress=False).model.student
+    straight = train(AtlasRecipe(cfg, layers), tmp_path / "straight", progress=False).model.student
+    for k, v in resumed.state_dict().items():
+        torch.testing.assert_close(v, straight.state_dict()[k], rtol=0, atol=1e-6)
+        if k.startswith("overhead."):
+            assert torch.equal(v, before[k]), k
+
+
+def test_a_grown_dynamic_encoder_starts_as_the_one_it_grew_from():
+    from omnimap.models.dynamic import DynamicEncoder
+
+    torch.manual_seed(0)
+    small, big = DynamicEncoder(16, n_inputs=12, hidden=8), DynamicEncoder(16, n_inputs=17, hidden=32)
+    big.start_from(small)
+    x = torch.randn(50, 17)
+    torch.testing.assert_close(big(x), small(x[:, :12]))  # the new inputs and units add nothing yet
+    with pytest.raises(ValueError, match="cannot start"):
+        DynamicEncoder(16, n_inputs=10, hidden=32).start_from(small)
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [({"freeze_overhead": True}, "freeze_overhead needs init_from"),
+     ({"dynamic_hidden": 0}, "dynamic_hidden must be at least 1")],
+)  # fmt: skip
+def test_fine_tuning_options_are_checked(options, fragment):
+    with pytest.raises(InputError, match=fragment):
+        AtlasConfig.from_dict(options)
+
+
+def test_starting_from_a_model_of_another_teacher_is_refused(layers, tiny_teacher_dir, tmp_path):
+    cfg = _tiny(tiny_teacher_dir, init_from="tests/data/atlas-v1")  # trained against MiniLM
+    with pytest.raises(InputError, match="another teacher"):
+        train(AtlasRecipe(cfg, layers), tmp_path / "run", progress=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from omnimap.core.errors import InputError
+from omnimap.models.dynamic import HIDDEN
 from omnimap.models.overhead import build_overhead
 
 PRECISIONS = ("fp32", "bf16")
@@ -151,6 +152,12 @@ class AtlasConfig(TrainConfig):
     phrasings: int = 3  # wordings per fact set
     holdout_fraction: float = 0.12  # share of the land held out in whole blocks
     climate_inputs: bool = True  # climate normals and elevation as dynamic inputs
+    # Fine-tuning: a model (directory or built-in name) of the same teacher to start
+    # from; its dynamic encoder grows to this run's inputs and width with its function
+    # kept (``DynamicEncoder.start_from``). None: from scratch.
+    init_from: str | None = None
+    freeze_overhead: bool = False  # keep the overhead encoder as it starts (with init_from)
+    dynamic_hidden: int = HIDDEN  # the dynamic encoder's hidden width
 
     def first_restart_period(self) -> int:
         return self.restart_period or max(1, (self.steps - self.warmup_steps) // ATLAS_CYCLES)
@@ -164,6 +171,9 @@ class AtlasConfig(TrainConfig):
              "of distinct samples): raise samples or lower queue_size"),
             (self.jitter >= 0 and self.phrasings >= 1, "jitter must be at least 0 and phrasings at least 1"),
             (0.0 <= self.holdout_fraction < 1.0, f"holdout_fraction must be within [0, 1), got {self.holdout_fraction}"),
+            (self.dynamic_hidden >= 1, f"dynamic_hidden must be at least 1, got {self.dynamic_hidden}"),
+            (self.init_from is not None or not self.freeze_overhead,
+             "freeze_overhead needs init_from (a trained model to keep the overhead encoder of)"),
         ]  # fmt: skip
 
     def validate(self) -> None:

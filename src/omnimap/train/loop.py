@@ -95,6 +95,10 @@ class Recipe(ABC):
         """A fresh run's starting weights beyond torch's seeded initialisation."""
         return None  # by default, torch's initialisation is the start
 
+    def frozen(self, student: Student) -> list[nn.Module]:
+        """Parts of the student that do not train (fresh or resumed run alike)."""
+        return []
+
     @abstractmethod
     def labels(self, rows: np.ndarray) -> torch.Tensor:
         """(len(rows),) or (len(rows), label_columns) long ids: rows agreeing on any
@@ -244,13 +248,16 @@ def _build(recipe: Recipe, run_dir: Path, n: int, device: torch.device) -> _Part
     student = build_student(arch)
     if not resuming:
         recipe.init_student(student)
+    for part in recipe.frozen(student):
+        part.requires_grad_(False)
     pairs = recipe.target_pairs()
     scale = PairScales(pairs, cfg.init_temperature) if pairs else LogitScale(cfg.init_temperature)
     module = _Trainable(student, scale).to(device)
     # No weight decay on gains, biases and the temperature (CLIP practice): decaying the
     # log-temperature would pull it towards 1 for no reason.
-    groups = [{"params": [p for p in module.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in module.parameters() if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
+    trained = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trained if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in trained if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     def new_queue():
         return TeacherQueue(cfg.queue_size, int(arch["dim"]), cfg.batch_size, recipe.label_columns)

@@ -30,6 +30,7 @@ class AtlasSet:
     parts: list[str]  # distinct sentences the teacher embeds (see describe.Descriptions)
     part_index: np.ndarray  # (len(texts), MAX_CLAUSES) clause ids of each description; -1 none
     scene_clauses: np.ndarray  # (len(texts),) how many leading clauses are the scene
+    part_weights: np.ndarray  # (len(parts),) each clause's weight in a target
 
     def __len__(self) -> int:
         return len(self.lon)
@@ -51,13 +52,14 @@ class AtlasSet:
 
     def target_vectors(self, teacher, progress: bool = False) -> np.ndarray:
         """(len(texts), D) teacher targets of the distinct descriptions."""
-        return target_vectors(teacher.embed("text", self.parts, progress), self.part_index)
+        parts = teacher.embed("text", self.parts, progress)
+        return target_vectors(parts, self.part_index, self.part_weights)
 
     def scene_vectors(self, teacher) -> np.ndarray:
         """(len(texts), D) targets of the scene sentences alone: what a description
         says when the time is unknown."""
         parts = teacher.embed("text", self.parts)  # cached by the embedding store
-        return target_vectors(parts, self.part_index, keep_clauses=self.scene_clauses)
+        return target_vectors(parts, self.part_index, self.part_weights, self.scene_clauses)
 
 
 def build_set(
@@ -79,4 +81,5 @@ def build_set(
         parts=d.parts,
         part_index=d.part_index,
         scene_clauses=d.scene_clauses,
+        part_weights=d.part_weights,
     )

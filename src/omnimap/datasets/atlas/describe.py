@@ -262,7 +262,9 @@ WETNESS = {
     # any rain" would sit beside "heavy rain" and invert every rain map.
     F.ARID: ["bone-dry air", "parched, dusty ground", "a dry, cloudless sky"],
     F.LITTLE_RAIN: ["dry weather", "mostly dry days", "dry, clear skies"],
-    F.USUAL_RAIN: [],  # nothing worth remarking
+    # Said, not left out: a month of ordinary rain must sit between the dry and the
+    # wet ones for the teacher, or "dry weather" ends up nearer any rain query.
+    F.USUAL_RAIN: ["occasional showers", "a shower now and then", "some rainy spells"],
     F.RAINY: ["frequent rain", "rainy weather", "regular showers"],
     F.DELUGE: ["heavy rain", "pouring rain most days", "soaking wet weather"],
     F.DRY_SEASON: ["in the dry season", "during the long dry season", "in the parched season"],
@@ -292,8 +294,8 @@ SMALL_LIGHTS = ["with street lights on", "with a few lights glowing"]
 DARK_TIMES = (F.NIGHT, F.DAWN, F.DUSK, F.POLAR_NIGHT)
 
 # Most clauses a description has: cover, second cover, snow, terrain, altitude,
-# settlement, coast; time, lights; warmth, rain.
-MAX_CLAUSES = 11
+# settlement, coast; hour, season, lights; warmth, rain.
+MAX_CLAUSES = 12
 MOMENT_TEMPLATES = ["{time}; {weather}.", "{time}, {weather}.", "{weather}, {time}."]
 
 
@@ -350,13 +352,15 @@ def _water_scene(f: dict[str, int], pick: _Picker) -> list[str]:
 
 
 def _time_phrase(f: dict[str, int], pick: _Picker) -> list[str]:
-    """[time of day and season] and, at dark times in towns, [their lights]."""
-    text = pick(TIME_OF_DAY[f["time_of_day"]])
+    """[time of day], [season] where there is one and, at dark times in towns, [their
+    lights]: the hour and the season are separate clauses, so the target can weigh
+    the light of the hour above the calendar (``HOUR_WEIGHT``)."""
+    parts = [pick(TIME_OF_DAY[f["time_of_day"]])]
     if f["season"] in SEASON:
-        text += " " + pick(SEASON[f["season"]])
+        parts.append(pick(SEASON[f["season"]]))
     if f["time_of_day"] in DARK_TIMES and f["settlement"] >= F.TOWN:
-        return [text, pick(BIG_LIGHTS if f["settlement"] >= F.CITY else SMALL_LIGHTS)]
-    return [text]
+        parts.append(pick(BIG_LIGHTS if f["settlement"] >= F.CITY else SMALL_LIGHTS))
+    return parts
 
 
 def _weather_phrase(f: dict[str, int], pick: _Picker) -> list[str]:
@@ -432,6 +436,7 @@ class Descriptions:
     parts: list[str]
     part_index: np.ndarray  # (len(texts), MAX_CLAUSES) clause ids of each description; -1 none
     scene_clauses: np.ndarray  # (len(texts),) how many leading clauses are the scene sentence
+    part_weights: np.ndarray  # (len(parts),) a clause's weight in a target (cover, hour: more)
 
 
 def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
@@ -446,6 +451,7 @@ def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
     part_ids: dict[str, int] = {}
     part_rows: list[list[int]] = []
     scene_counts: list[int] = []
+    weights: dict[int, float] = {}
     remap = np.empty(len(described), dtype=np.int64)
     for k, (full, scene, moment) in enumerate(described):
         tid = text_ids.setdefault(full, len(text_ids))
@@ -453,11 +459,18 @@ def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
             ids = [part_ids.setdefault(c, len(part_ids)) for c in scene + moment]
             part_rows.append(ids + [-1] * (MAX_CLAUSES - len(ids)))
             scene_counts.append(len(scene))
+            # The cover opens the scene and the hour opens the moment, always.
+            weights[ids[0]] = COVER_WEIGHT
+            if moment:
+                weights[ids[len(scene)]] = HOUR_WEIGHT
         remap[k] = tid
+    part_weights = np.ones(len(part_ids), np.float32)
+    for pid, w in weights.items():
+        part_weights[pid] = w
     return Descriptions(
         texts=list(text_ids), index=remap[index.ravel()], parts=list(part_ids),
         part_index=np.array(part_rows, dtype=np.int64).reshape(-1, MAX_CLAUSES),
-        scene_clauses=np.array(scene_counts, dtype=np.int64),
+        scene_clauses=np.array(scene_counts, dtype=np.int64), part_weights=part_weights,
     )  # fmt: skip
 
 
@@ -468,21 +481,24 @@ def describe(facts: F.Facts, variants: np.ndarray) -> tuple[list[str], np.ndarra
 
 
 # Weight of the first clause (the land cover or the water) in a description's target:
-# with up to 11 clauses an equal sum drowns what the place *is* in weather and time words.
+# with up to 12 clauses an equal sum drowns what the place *is* in weather and time words.
 COVER_WEIGHT = 2.0
+# Weight of the hour clause: light or darkness is what an observer notices first of a
+# moment; the season, the warmth and the rain count once each.
+HOUR_WEIGHT = 2.0
 
 
 def target_vectors(
-    part_vectors: np.ndarray, part_index: np.ndarray, keep_clauses: np.ndarray | None = None
-) -> np.ndarray:
-    """(len(part_index), D) unit targets: normalised weighted sum of each description's
-    clauses, the first (cover) clause counting ``COVER_WEIGHT`` times; with
-    ``keep_clauses`` (one count per description), only that many leading clauses."""
+    part_vectors: np.ndarray, part_index: np.ndarray, part_weights: np.ndarray,
+    keep_clauses: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """(len(part_index), D) unit targets: normalised sum of each description's clause
+    vectors, each weighted by ``part_weights``; with ``keep_clauses`` (one count per
+    description), only that many leading clauses."""
     if keep_clauses is not None:
         beyond = np.arange(part_index.shape[1])[None, :] >= np.asarray(keep_clauses)[:, None]
         part_index = np.where(beyond, -1, part_index)
-    vectors = np.concatenate([part_vectors, np.zeros((1, part_vectors.shape[1]))]).astype(np.float32)
-    weights = np.ones(part_index.shape[1], np.float32)
-    weights[0] = COVER_WEIGHT
-    out = np.einsum("tcd,c->td", vectors[part_index], weights)  # -1 picks the zero row
+    weighted = np.asarray(part_vectors, np.float32) * np.asarray(part_weights, np.float32)[:, None]
+    vectors = np.concatenate([weighted, np.zeros((1, weighted.shape[1]), np.float32)])
+    out = vectors[part_index].sum(axis=1)  # -1 picks the zero row
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

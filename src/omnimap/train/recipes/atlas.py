@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omnimap.core.errors import InputError
 from omnimap.core.fileio import write_text_atomic
 from omnimap.datasets.atlas.dataset import AtlasSet, build_set
 from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import HoldOut, choose_holdout
+from omnimap.models.checkpoint import load_checkpoint, read_config
 from omnimap.models.dynamic import dynamic_config
+from omnimap.models.student import Student
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.base import Teacher
 from omnimap.teachers.registry import get_teacher
@@ -74,7 +77,33 @@ class AtlasRecipe(PatchRecipe):
         return len(self.data)
 
     def dynamic(self) -> dict:
-        return dynamic_config(climate=self.cfg.climate_inputs)
+        return dynamic_config(hidden=self.cfg.dynamic_hidden, climate=self.cfg.climate_inputs)
+
+    def architecture(self) -> dict:
+        if self.cfg.init_from is None:
+            return super().architecture()
+        base = read_config(self.cfg.init_from)
+        if base.get("teacher", {}).get("key") != self.teacher.key:
+            raise InputError(
+                f"init_from {self.cfg.init_from!r} was trained against another teacher "
+                f"({base.get('teacher', {}).get('name')!r}, not {self.cfg.teacher!r}): its space differs"
+            )
+        # The starting model's overhead encoder (its input statistics included).
+        return {"dim": self.teacher.dim, "overhead": base["overhead"], "dynamic": self.dynamic()}
+
+    def init_student(self, student: Student) -> None:
+        if self.cfg.init_from is None:
+            return
+        start = load_checkpoint(self.cfg.init_from).student
+        student.overhead.load_state_dict(start.overhead.state_dict())
+        try:
+            student.dynamic.start_from(start.dynamic)
+        except ValueError as exc:
+            raise InputError(f"init_from {self.cfg.init_from!r}: {exc}") from None
+        log.info("starting from %s", self.cfg.init_from)
+
+    def frozen(self, student: Student) -> list[torch.nn.Module]:
+        return [student.overhead] if self.cfg.freeze_overhead else []
 
     def labels(self, rows: np.ndarray) -> torch.Tensor:
         return self.label_table[rows]
