@@ -80,6 +80,14 @@ def _stopped_early(t: dict) -> str:
             "shared with other jobs.")  # fmt: skip
 
 
+def _start(t: dict) -> str:
+    """Where the weights started: from scratch, or a trained model (fine-tuning)."""
+    if not t.get("init_from"):
+        return "from scratch"
+    frozen = ", its overhead encoder frozen" if t.get("freeze_overhead") else ""
+    return f"starting from the model {t['init_from']}{frozen}"
+
+
 def _dynamic_inputs(config: dict) -> str:
     if config.get("dynamic", {}).get("climate"):
         return ("12 sin/cos values of place and time + 5 climate values: annual mean temperature and "
@@ -151,12 +159,14 @@ def render_card(config: dict, metrics: dict) -> str:
         f"(final {config['temperature']:.4f}); same description or same facts are never negatives.",
         f"- Dropouts: metadata {t['meta_dropout']} per batch (Sat2Cap), time {t['time_dropout']} and imagery "
         f"{t['overhead_dropout']} per sample, so one model serves every ablation and the time-free map.",
-        f"- AdamW lr {t['lr']} (from scratch), betas {tuple(t['betas'])}, eps {t['eps']}, weight decay {t['weight_decay']}; "
+        f"- AdamW lr {t['lr']} ({_start(t)}), betas {tuple(t['betas'])}, eps {t['eps']}, weight decay {t['weight_decay']}; "
         f"{t['warmup_steps']} warm-up steps then cosine annealing with warm restarts (T_0 {t['restart_period'] or (t['steps'] - t['warmup_steps']) // 3}, T_mult 2); "
         f"{t['steps']:,} steps of {t['batch_size']}." + _stopped_early(t),
         f"- Cost here: {t['prep_seconds']:.0f} s building data (teacher included) + {t['train_seconds']:.0f} s training "
-        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas --out runs/atlas"
-        f"{'' if t['steps'] == 9000 else ' --steps ' + str(t['steps'])}` (seed {t['seed']}).",
+        f"on {t['threads']} CPU threads. Reproduce: `omnimap train atlas "
+        f"{'--config FILE.json ' if t.get('init_from') else ''}--out runs/atlas"
+        f"{'' if t['steps'] == 9000 else ' --steps ' + str(t['steps'])}` (seed {t['seed']}"
+        f"{'; FILE.json holds the options above' if t.get('init_from') else ''}).",
         "",
         "## Evaluation (spatial hold-out)",
         f"{metrics['holdout_blocks']} whole 10-degree blocks never seen in training (nor within "
