@@ -4,7 +4,7 @@ Student: s = normalize(o + m), o = overhead(patch), m = dynamic(location, time).
 Loss: InfoNCE of each student embedding against [global batch of teacher embeddings |
 queue of earlier ones], with a learnable temperature; rows whose labels agree mean
 the same thing and are not negatives. A recipe with ``target_pairs`` (GeoCLAP) has one
-such loss per teacher modality, each with its own temperature and queue, summed. A :class:`Recipe` brings the data, the teacher's
+such loss per teacher modality, each with its own temperature and queue, summed. A recipe may average the loss over samples of the student embedding (``embedding_samples``) and add a term of its own (``extra_loss``). A :class:`Recipe` brings the data, the teacher's
 targets, the architecture and the augmentation; everything else is here:
 
 - input dropouts, drawn per global batch (m) or per sample (time inputs, o), applied
@@ -143,6 +143,18 @@ class Recipe(ABC):
         bool, the rows that have that modality."""
         raise NotImplementedError(f"{type(self).__name__} has no target pairs")
 
+    def embedding_samples(self, s: torch.Tensor, heads: dict) -> list[torch.Tensor]:
+        """The student embeddings the contrastive loss is averaged over: [s] (the
+        default), or e.g. samples of a probabilistic embedding (``heads``: the student's
+        optional head outputs, "log_variance", "assign", "reconstruction")."""
+        return [s]
+
+    def extra_loss(self, s: torch.Tensor, heads: dict, batch: dict,
+                   device: torch.device) -> torch.Tensor | None:  # fmt: skip
+        """A term added to the step's loss (this rank's rows; e.g. a regulariser of a
+        student head); None (the default): nothing."""
+        return None
+
     def dropout_rates(self) -> tuple[float, float, float]:
         """(metadata, time, overhead) dropout probabilities."""
         return self.cfg.meta_dropout, self.cfg.time_dropout, self.cfg.overhead_dropout
@@ -178,12 +190,19 @@ class _Trainable(nn.Module):
         self.student, self.scale = student, scale
 
     def forward(self, images: torch.Tensor, meta: torch.Tensor, keep_meta: float,
-                keep_overhead: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | dict]:  # fmt: skip
+                keep_overhead: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | dict, dict]:  # fmt: skip
         # Dropouts multiply by 0 rather than skip: every parameter stays in the graph, as
         # DDP requires; their gradients are then exactly zero.
         o = self.student.encode_overhead(images).float() * keep_overhead
         m = self.student.encode_dynamic(meta).float() * keep_meta
-        return self.student.fuse(o, m), self.scale()
+        s = self.student.fuse(o, m)
+        heads = {}  # the optional heads run here, inside DDP's forward
+        if self.student.variance is not None:
+            heads["log_variance"] = self.student.log_variance(o, m).float()
+        if self.student.codebook is not None:
+            heads["assign"] = self.student.codebook.assign(s)
+            heads["reconstruction"] = self.student.codebook.reconstruct(heads["assign"])
+        return s, self.scale(), heads
 
 
 @dataclass
@@ -335,13 +354,15 @@ def train(
         keep_overhead = torch.from_numpy(~drop.overhead).to(device, torch.float32).unsqueeze(1)
         torch.manual_seed(batches.stream_seed(cfg.seed, batches.TORCH, step))  # model dropout
         with autocast():
-            s, scale = trainer(images, meta, 0.0 if drop.meta else 1.0, keep_overhead)
+            s, scale, heads = trainer(images, meta, 0.0 if drop.meta else 1.0, keep_overhead)
         labels = batch["labels"].to(device)
         others = torch.ones(size, dtype=torch.bool, device=device)
         others[mine] = False
+        views = recipe.embedding_samples(s.float(), heads)
         if isinstance(scale, dict):
-            loss, pushes = _pair_loss(s.float(), batch["pairs"], labels, scale, others, mine,
-                                      parts.queue, world, device)  # fmt: skip
+            losses = [_pair_loss(v, batch["pairs"], labels, scale, others, mine, parts.queue,
+                                 world, device) for v in views]  # fmt: skip
+            loss, pushes = _mean([x[0] for x in losses]), losses[0][1]
         else:
             own = recipe.targets(batch, device)
             if drop.time.any():
@@ -352,9 +373,13 @@ def train(
             q_vec, q_lab = parts.queue.current()
             # [own keys | other ranks' keys | queue]: one process's logits for the global
             # batch with the columns permuted, which cross-entropy does not see.
-            loss = queue_infonce(s.float(), own, labels[mine], scale.float(),
-                                 torch.cat([keys[others], q_vec]), torch.cat([labels[others], q_lab]))  # fmt: skip
+            negatives, negative_labels = torch.cat([keys[others], q_vec]), torch.cat([labels[others], q_lab])
+            loss = _mean([queue_infonce(v, own, labels[mine], scale.float(), negatives, negative_labels)
+                          for v in views])  # fmt: skip
             pushes = [(parts.queue, keys, labels)]
+        extra = recipe.extra_loss(s.float(), heads, batch, device)
+        if extra is not None:
+            loss = loss + extra
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         parts.optimizer.step()
@@ -407,6 +432,11 @@ def train(
     return RunResult(load_checkpoint(run_dir), list(parts.losses), list(parts.info["history"]),
                      parts.temperature(), seconds, rate, waited, world.is_main,
                      parts.temperatures())  # fmt: skip
+
+
+def _mean(losses: list[torch.Tensor]) -> torch.Tensor:
+    """The mean of the losses; one is returned as it is (bit for bit)."""
+    return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
 
 def _pair_loss(s: torch.Tensor, pairs: dict, labels: torch.Tensor, scales: dict[str, torch.Tensor],
