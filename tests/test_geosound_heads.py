@@ -181,3 +181,22 @@ def test_a_table_without_sources_or_too_few_clips_is_refused(clap_dir, tmp_path)
                                for r in lines[1:]).join([lines[0] + "\n", "\n"]))  # fmt: skip
     with pytest.raises(InputError, match="use_source needs a pairs table whose source column has values"):
         run_recipe("geosound", _options(plain, clap_dir, use_source=True), tmp_path / "r2", progress=False)
+
+
+def test_evaluation_feeds_each_clip_its_source_and_reports_the_variance(clap_dir, tmp_path, monkeypatch):
+    from omnimap.eval import geosound as G
+    from omnimap.train.recipes import run_recipe
+
+    table = _table(tmp_path)
+    run_recipe("geosound", _options(table, clap_dir, use_source=True, probabilistic=True, lr=1e-2),
+               tmp_path / "run", progress=False)  # fmt: skip
+    seen = []
+    real = G.Embedder.samples
+    monkeypatch.setattr(G.Embedder, "samples", lambda self, p, m: seen.append(m) or real(self, p, m))
+    metrics = G.evaluate_geosound(tmp_path / "run", table)
+    # The source index follows the 12 inputs: aporee 1, freesound 2, inat 3 (clips cycle them).
+    assert seen[0].shape == (12, 13)
+    np.testing.assert_array_equal(seen[0][:3, 12], [2, 1, 3])
+    u = metrics["uncertainty"]
+    assert u["mean_variance"] > 0 and -1 <= u["variance_vs_error_spearman"] <= 1
+    assert "variance: mean" in G.format_table(metrics)

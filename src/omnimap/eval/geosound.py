@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
 from omnimap.datasets.geosound import clap_targets, open_audio_pairs
 from omnimap.eval.retrieval import both_directions
 from omnimap.geo.timefeat import TIME_SLICE
 from omnimap.models.checkpoint import load_checkpoint
-from omnimap.models.embedder import Embedder
+from omnimap.models.embedder import Embedder, unit
 from omnimap.teachers.registry import teacher_from_config
 
 KS = (10, 100)
@@ -36,13 +40,33 @@ def evaluate_geosound(
     embedder = Embedder(loaded)
     patches = embedder.imagery.patches(data.lon, data.lat)
     meta = data.metadata()
+    student = loaded.student
+    if student.source is not None:  # PSM: each clip's recording source, as in training
+        index = np.array(student.source.indices(data.source), np.float32)
+        meta = np.concatenate([meta, index[:, None]], axis=1)
     no_time = meta.copy()
     no_time[:, TIME_SLICE] = 0.0
     rows = {}
     for name, m in (("full", meta), ("no_time", no_time)):
         both = both_directions(embedder.samples(patches, m), targets, ks=KS)
         rows[name] = {"overhead_to_sound": both["forward"], "sound_to_overhead": both["backward"]}
-    return {"clips": len(data), "teacher": loaded.config["teacher"]["name"], "modes": rows}
+    out = {"clips": len(data), "teacher": loaded.config["teacher"]["name"], "modes": rows}
+    if student.variance is not None:  # PSM: how sure the model is, and whether it knows when
+        out["uncertainty"] = _uncertainty(embedder, student, patches, meta, targets)
+    return out
+
+
+@torch.inference_mode()
+def _uncertainty(embedder: Embedder, student, patches: np.ndarray, meta: np.ndarray,
+                 targets: np.ndarray) -> dict:  # fmt: skip
+    """Mean predicted variance, and the Spearman of each clip's variance with its
+    error (1 - cosine to its own target): positive when high variance flags a miss."""
+    o, m = embedder.sample_parts(patches, meta)
+    log_var = student.log_variance(torch.from_numpy(o), torch.from_numpy(m)).numpy()
+    variance = np.exp(log_var).mean(axis=1)
+    error = 1.0 - np.sum(unit(o + m) * targets, axis=1)
+    rho = float(spearmanr(variance, error).statistic) if len(variance) > 2 else float("nan")
+    return {"mean_variance": float(variance.mean()), "variance_vs_error_spearman": rho}
 
 
 def format_table(metrics: dict) -> str:
@@ -53,4 +77,8 @@ def format_table(metrics: dict) -> str:
         f, b = r["overhead_to_sound"], r["sound_to_overhead"]
         lines.append(f"  {mode:8s} {f['R@10']:.3f} / {f['R@100']:.3f} / {f['median_rank']:.0f} | "
                      f"{b['R@10']:.3f} / {b['R@100']:.3f} / {b['median_rank']:.0f}")  # fmt: skip
+    if "uncertainty" in metrics:
+        u = metrics["uncertainty"]
+        lines.append(f"  variance: mean {u['mean_variance']:.4g}, "
+                     f"Spearman with the error {u['variance_vs_error_spearman']:.3f}")  # fmt: skip
     return "\n".join(lines)
