@@ -122,11 +122,36 @@ def test_sound_elements_follow_the_facts():
     assert has(1, "surf") and has(1, "wind")
     assert has(2, "frogs") and not has(2, "dawn_chorus")
     assert has(3, "dawn_chorus") and has(3, "many_birds") and not has(3, "woodland_birds")
+    assert has(3, "forest")  # a forest at dawn sounds like one, not only of its birds
+    assert not has(2, "forest") and not has(1, "forest")
     assert has(4, "ice") and e[4].sum() == 1
     assert has(5, "few_birds") and has(5, "wind")
     texts, index = compose_captions(e, np.array([0, 1, 2, 0, 1, 2]))
     assert len(index) == 6 and all(t.endswith(".") for t in texts)
     assert texts[index[4]] in {p.capitalize() + "." for p in ELEMENTS["ice"]}
+
+
+class _TwoSpeciesMeta:
+    """Species 0 is there all year; species 1 arrives in weeks 17-32 only."""
+
+    def occurrence(self, lon, lat, week):
+        week = np.asarray(week)
+        return np.stack([np.full(len(week), 0.8), np.where((week > 16) & (week <= 32), 0.6, 0.0)], 1)
+
+
+def test_the_seasonal_gain_makes_the_arrivals_of_the_week_stand_out():
+    from omnimap.datasets.soundscape import REFERENCE_WEEKS, biophony_mix
+
+    vectors, keep = np.eye(2, dtype=np.float32), np.array([True, True])
+    lon = lat = np.zeros(2)
+    week = np.array([6, 30])
+    plain, _, rich = biophony_mix(_TwoSpeciesMeta(), lon, lat, week, vectors, vectors, keep)
+    gained, _, rich_g = biophony_mix(_TwoSpeciesMeta(), lon, lat, week, vectors, vectors, keep,
+                                     seasonal_gain=2.0)  # fmt: skip
+    np.testing.assert_allclose(plain, [[0.8, 0.0], [0.8, 0.6]])
+    year = 0.6 * np.mean([(w > 16) & (w <= 32) for w in REFERENCE_WEEKS])  # 2 of 6 weeks
+    np.testing.assert_allclose(gained, [[0.8, 0.0], [0.8, 0.6 + 2.0 * (0.6 - year)]], rtol=1e-6)
+    np.testing.assert_allclose(rich_g, rich)  # the richness is the plain expected count
 
 
 def test_caption_vocabulary_is_word_disjoint_from_the_evaluation_queries():

@@ -35,6 +35,8 @@ WEEKS = 48
 WEEK_MID_DAY = (4, 11, 18, 26)  # middle day of each of a month's four BirdNET weeks
 PRESENT = 0.1  # occurrence probability counted as presence (the issue's threshold)
 TARGET_CHUNK = 2048  # points per meta-model call and mixing product (~55 MB of probabilities)
+# A place's year for the seasonal gain: one week in each of six months, none held out.
+REFERENCE_WEEKS = (4, 12, 20, 28, 36, 44)
 RICH, POOR = 8.0, 0.5  # expected number of species (sum of probabilities) for "many"/"few"
 
 FOREST = (1, 2, 3, 4, 5)
@@ -63,6 +65,10 @@ ELEMENTS: dict[str, tuple[str, ...]] = {
                  "nothing but wind and water on the open ocean"),
     "lake": ("water lapping at the lakeshore", "ripples splashing on a lake's edge",
              "the quiet splash of lake water"),
+    # The sound of the wood itself, at every hour that is not dark and under snow too:
+    # before, forest by day had only its birds, shared with every rich place.
+    "forest": ("a breeze stirring the forest canopy", "branches creaking in the deep woods",
+               "the hushed, sheltered sound inside a forest"),
     "wind": ("wind blowing across open ground", "a gusty breeze sweeping the open plains",
              "wind whistling over bare, open land"),
     "dawn_chorus": ("the dawn chorus of songbirds", "birds singing at first light",
@@ -158,6 +164,8 @@ def sound_elements(facts: Facts, richness: np.ndarray) -> np.ndarray:
     put("surf", (facts.coast == F.COASTAL) & ~frozen & (facts.surface != F.SURF_LAKE))
     put("open_sea", (facts.surface == F.SURF_OCEAN) & (facts.coast != F.COASTAL) & ~frozen)
     put("lake", (facts.surface == F.SURF_LAKE) & ~frozen)
+    put("forest", land & np.isin(cover, FOREST) & ~city & ~dark
+        & (facts.snow != F.PERMANENT_ICE))  # fmt: skip
     put("wind", land & np.isin(cover, OPEN_GROUND) & ~city & ~frozen)
     vegetated = land & ~city & ~frozen & ~np.isin(cover, (16, 15, 13))
     put(
@@ -201,12 +209,17 @@ def compose_captions(elements: np.ndarray, variant: np.ndarray,
 
 
 def biophony_mix(meta, lon, lat, week, species_matrix: np.ndarray, taxon_matrix: np.ndarray,
-                 keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+                 keep: np.ndarray, seasonal_gain: float = 0.0,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Occurrence-weighted mixes of the kept classes' vectors at each (lon, lat, week):
     (biophony (N, 1024), taxon (N, 384), richness (N,)), in chunks of points.
 
     ``meta`` is a ``BirdNetMeta``; ``keep`` (6522,) bool selects the classes that
-    count (species seen in training). Unnormalised: blocks are made unit on compose."""
+    count (species seen in training). Unnormalised: blocks are made unit on compose.
+    ``seasonal_gain`` g > 0 weighs a class by p + g * max(p - p_year, 0), p_year its
+    mean over ``REFERENCE_WEEKS`` there: a mix of ~140 species barely moves when one
+    arrives, and this makes the arrivals of the week stand out (training targets only;
+    the richness stays the plain sum of p)."""
     lon, lat, week = (np.asarray(a) for a in (lon, lat, week))
     n = len(lon)
     bio = np.empty((n, species_matrix.shape[1]), np.float32)
@@ -217,9 +230,13 @@ def biophony_mix(meta, lon, lat, week, species_matrix: np.ndarray, taxon_matrix:
     for lo in range(0, n, TARGET_CHUNK):
         sl = slice(lo, lo + TARGET_CHUNK)
         p = meta.occurrence(lon[sl], lat[sl], week[sl])[:, cols]
+        rich[sl] = p.sum(axis=1)
+        if seasonal_gain > 0:
+            year = np.mean([meta.occurrence(lon[sl], lat[sl], np.full(len(p), w))[:, cols]
+                            for w in REFERENCE_WEEKS], axis=0)  # fmt: skip
+            p = p + seasonal_gain * np.maximum(p - year, 0.0)
         bio[sl] = p @ s_mat
         tax[sl] = p @ t_mat
-        rich[sl] = p.sum(axis=1)
     return bio, tax, rich
 
 

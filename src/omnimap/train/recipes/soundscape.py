@@ -59,12 +59,14 @@ class SoundscapeConfig(AtlasConfig):
     log_every: int = 25
     holdout_weeks: tuple[int, int, int, int] = (6, 18, 30, 42)  # one per season, never trained on
     holdout_species: int = 200  # species left out of every target (zero-shot from text)
+    seasonal_gain: float = 2.0  # weight of a species' arrival above its yearly mean (biophony_mix)
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
             *super().checks(),
             (all(1 <= w <= WEEKS for w in self.holdout_weeks), "holdout_weeks must be within 1..48"),
             (0 <= self.holdout_species <= 2_000, "holdout_species must be within 0..2000"),
+            (self.seasonal_gain >= 0, f"seasonal_gain must be at least 0, got {self.seasonal_gain}"),
         ]  # fmt: skip
 
 
@@ -105,7 +107,8 @@ class SoundscapeRecipe(PatchTargetRecipe):
         keep[self.held_species] = False
         log.info("%d samples; %d species held out", cfg.samples, len(self.held_species))
         bio, tax, rich = biophony_mix(meta, points["lon"], points["lat"], points["week"],
-                                      self.teacher.species_matrix, self.teacher.taxon_matrix, keep)  # fmt: skip
+                                      self.teacher.species_matrix, self.teacher.taxon_matrix, keep,
+                                      seasonal_gain=cfg.seasonal_gain)  # fmt: skip
         self.data: SoundscapeSet = build_soundscape_set(layers, points, rich, cfg.phrasings, rng)
         log.info("%d distinct captions", len(self.data.texts))
         captions = main_first(world, lambda: self.teacher.text_vectors(self.data.texts))
