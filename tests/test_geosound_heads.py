@@ -200,3 +200,33 @@ def test_evaluation_feeds_each_clip_its_source_and_reports_the_variance(clap_dir
     u = metrics["uncertainty"]
     assert u["mean_variance"] > 0 and -1 <= u["variance_vs_error_spearman"] <= 1
     assert "variance: mean" in G.format_table(metrics)
+
+
+def test_a_probabilistic_model_maps_its_uncertainty_as_band_two(clap_dir, tmp_path):
+    import rasterio
+
+    from omnimap.api import zero_shot_map
+    from omnimap.maps.result import UNCERTAINTY_LABEL
+    from omnimap.train.recipes import run_recipe
+
+    table = _table(tmp_path)
+    run_recipe("geosound", _options(table, clap_dir, probabilistic=True, lr=1e-2),
+               tmp_path / "run", progress=False)  # fmt: skip
+    result = zero_shot_map("birds at a lake", bbox="-10,35,10,50", resolution=1.0,
+                           when="2024-05-01T06:00", model=str(tmp_path / "run"), uncertainty=True)  # fmt: skip
+    assert result.uncertainty.shape == result.scores.shape == (15, 20)
+    assert (result.uncertainty > 0).all() and result.uncertainty.std() > 0  # varies by place
+    paths = result.write(tmp_path / "map.tif")
+    with rasterio.open(paths["tif"]) as src:
+        assert src.count == 2 and src.descriptions[1] == UNCERTAINTY_LABEL
+        np.testing.assert_allclose(src.read(2), result.uncertainty, rtol=1e-6)
+        np.testing.assert_allclose(src.read(1), result.scores, rtol=1e-6)
+
+
+def test_uncertainty_from_a_model_without_a_variance_head_is_one_clear_error(tmp_path):
+    from tests.test_train_atlas import _run_cli
+
+    code, _, err = _run_cli("map", "sand dunes", "--bbox", "0,20,10,30", "--resolution", "1",
+                            "--uncertainty", "--out", str(tmp_path / "m.tif"))  # fmt: skip
+    assert code == 2 and "has no variance head" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -112,7 +112,7 @@ def _whole_blocks(fine: LatLonGrid, resolution: float) -> LatLonGrid:
 def zero_shot_map(
     prompt: str, bbox: BBox | str | tuple | None = None, region: str | None = None,
     resolution: float | None = None, when: str | When | None = None, model: str | None = None,
-    field: str | Path | None = None,
+    field: str | Path | None = None, uncertainty: bool = False,
 ) -> MapResult:  # fmt: skip
     """Map a free-text prompt over a region at a time.
 
@@ -120,7 +120,8 @@ def zero_shot_map(
     is one instant. No ``when`` gives the time-free map. With ``field`` (an embedding
     field) the time-free part of every cell is read from it. The result knows its
     array, transform and CRS and writes GeoTIFF (COG), PNG, GeoJSON and a STAC item:
-    ``result.write("x.tif")``.
+    ``result.write("x.tif")``. ``uncertainty``: a probabilistic model's predicted
+    variance per cell rides along (``result.uncertainty``, band 2 of the GeoTIFF).
     """
     prompt = clean_prompt(prompt)  # cheap checks before loading any model
     moment = parse_when(when)
@@ -129,11 +130,12 @@ def zero_shot_map(
         LatLonGrid.from_bbox(box, resolution or default_resolution(box))
     engine = _engine(model, field)
     grid, label, inside = map_grid(engine, bbox, region, resolution)
+    spread = engine.uncertainty(grid, moment) if uncertainty else None
     scores = engine.score(prompt, grid, moment)
     if inside is not None:
         scores[~inside] = np.nan  # outside the country or continent: nodata
     return MapResult(scores=scores, grid=grid, prompt=prompt, when=moment, place=label,
-                     model=engine.name)  # fmt: skip
+                     model=engine.name, uncertainty=spread)  # fmt: skip
 
 
 def observed_map(

@@ -40,6 +40,9 @@ def map_command(
     observations: Annotated[
         Path | None, typer.Option(help="A gallery: cells blend in the observations near them.")
     ] = None,
+    uncertainty: Annotated[
+        bool, typer.Option(help="Band 2: the predicted variance (a probabilistic model).")
+    ] = False,
 ) -> None:
     """Map a prompt: writes PATH.tif (COG), PATH.png, PATH.geojson and PATH.stac.json.
     With --classes instead of a prompt: P(class) bands, the most likely class, a PNG;
@@ -57,8 +60,13 @@ def map_command(
     if top_k < 1:
         raise InputError("--top-k must be at least 1")
     check_output_file(out)
+    if uncertainty and (audio is not None or observations is not None):
+        raise InputError("--uncertainty goes with a text prompt, not with --audio or --observations")
     if audio is not None:
         result = map_audio(audio, bbox, region, resolution, when, model)
+    elif uncertainty:
+        result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution,
+                               when=when, model=model, field=field, uncertainty=True)  # fmt: skip
     else:
         mapper = zero_shot_map if observations is None else partial(observed_map, observations=observations)
         result = mapper(prompt, bbox=bbox, region=region, resolution=resolution,

@@ -247,6 +247,17 @@ class MapEngine:
             out[:, rows, cols] = cosine_scores(fused, q).reshape(len(q), *piece.shape)
         return out
 
+    def uncertainty(self, grid: LatLonGrid, when: When | None = None, mode: str | None = None) -> np.ndarray:
+        """(nrows, ncols) float32 predicted variance of each cell's embedding, for a
+        probabilistic model (PSM); InputError for any other model."""
+        mode = mode or mode_for(when)
+        out = np.empty(grid.shape, dtype=np.float32)
+        for rows, cols, piece, o in self.pieces(grid, overhead=MODES[mode][0]):
+            lon, lat = piece.centers()
+            local = local_times(when, lon) if when is not None else None
+            out[rows, cols] = self.embedder.variance(lon, lat, local, mode, overhead=o).reshape(piece.shape)
+        return out
+
     def score(
         self, queries: Sequence | str, grid: LatLonGrid, when: When | None = None,
         mode: str | None = None, modality: str = "text",

@@ -19,6 +19,8 @@ from omnimap.maps.geojson import points_collection, write_points
 from omnimap.maps.render import render_map
 from omnimap.maps.stac import SIMILARITY, Values, stac_document, stac_path
 
+UNCERTAINTY_LABEL = "predicted variance of the embedding (higher = less sure)"
+
 
 @dataclass
 class MapResult:
@@ -30,6 +32,7 @@ class MapResult:
     model: str = ""  # model name for metadata
     crs: str = "EPSG:4326"
     values: Values = SIMILARITY  # what the cells hold (a posterior: PROBABILITY)
+    uncertainty: np.ndarray | None = None  # (nrows, ncols) predicted variance: band 2 (PSM)
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float32)
@@ -37,6 +40,10 @@ class MapResult:
             raise ValueError(
                 f"scores of shape {self.scores.shape} do not fit grid {self.grid.shape}"
             )
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=np.float32)
+            if self.uncertainty.shape != self.grid.shape:
+                raise ValueError(f"uncertainty of shape {self.uncertainty.shape} does not fit grid {self.grid.shape}")
 
     @property
     def transform(self):
@@ -108,7 +115,8 @@ class MapResult:
         }
 
     def write_geotiff(self, path: str | Path) -> Path:
-        """Write a single-band float32 Cloud-Optimized GeoTIFF (EPSG:4326, nodata NaN).
+        """Write a float32 Cloud-Optimized GeoTIFF (EPSG:4326, nodata NaN): the scores,
+        and the uncertainty as band 2 when there is one.
 
         A grid crossing the antimeridian stays one raster whose x axis runs past 180
         (e.g. 170 to 190); GDAL reads that as valid EPSG:4326.
@@ -125,7 +133,7 @@ class MapResult:
             "driver": "COG",
             "height": self.grid.nrows,
             "width": self.grid.ncols,
-            "count": 1,
+            "count": 1 if self.uncertainty is None else 2,
             "dtype": "float32",
             "crs": self.crs,
             "transform": self.transform,
@@ -141,7 +149,12 @@ class MapResult:
             dst.write(self.scores, 1)
             dst.update_tags(**self._metadata())
             dst.set_band_description(1, self.values.label)
-            dst.units = (self.values.unit,)
+            if self.uncertainty is None:
+                dst.units = (self.values.unit,)
+            else:
+                dst.write(np.where(np.isnan(self.scores), np.nan, self.uncertainty), 2)
+                dst.set_band_description(2, UNCERTAINTY_LABEL)
+                dst.units = (self.values.unit, "")
 
     def write_geojson(self, path: str | Path, k: int = 10) -> Path:
         """Write the top ``k`` peaks as an RFC 7946 FeatureCollection of points."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from omnimap.core.errors import InputError
 from omnimap.geo.climatefeat import model_inputs
 from omnimap.geo.timefeat import LocalTime
 from omnimap.models.checkpoint import LoadedModel
@@ -104,6 +105,29 @@ class Embedder:
         ``overhead`` (float16 or float32) may be given, e.g. from a cache or a field; it
         is never modified. The arithmetic runs in torch, in place, batch by batch:
         full-size temporaries cost more in page faults than the maths itself."""
+        out = self._summed(lon, lat, local, mode, overhead, out)
+        total = torch.from_numpy(out)
+        total.div_(torch.linalg.vector_norm(total, dim=1, keepdim=True).clamp_min_(1e-12))
+        return out
+
+    @torch.inference_mode()
+    def variance(
+        self, lon, lat, local: LocalTime | None, mode: str, overhead: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(N,) a probabilistic student's predicted variance of each cell's embedding
+        (the mean over dimensions of sigma^2; PSM): how unsure it is there and then."""
+        if self.model.student.variance is None:
+            name = self.model.config.get("name", self.model.path.name)
+            raise InputError(f"model {name!r} has no variance head: it was not trained with \"probabilistic\": true")
+        summed = torch.from_numpy(self._summed(lon, lat, local, mode, overhead))
+        log_var = self.model.student.variance(summed)
+        return log_var.exp().mean(dim=1).numpy().astype(np.float32)
+
+    def _summed(
+        self, lon, lat, local: LocalTime | None, mode: str, overhead: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """(N, D) o + m before normalising, under a mode (the parts it uses)."""
         use_img, use_loc, use_time = MODES[mode]
         out = np.empty((len(lon), self.dim), dtype=np.float32) if out is None else out
         total = torch.from_numpy(out)
@@ -119,5 +143,4 @@ class Embedder:
             meta = torch.from_numpy(self.metadata(lon, lat, local if use_time else None))
             for s in range(0, len(meta), DYNAMIC_BATCH):
                 total[s : s + DYNAMIC_BATCH] += self.dynamic(meta[s : s + DYNAMIC_BATCH])
-        total.div_(torch.linalg.vector_norm(total, dim=1, keepdim=True).clamp_min_(1e-12))
         return out
