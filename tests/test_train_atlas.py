@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,6 +273,7 @@ def test_fine_tuning_options_are_checked(options, fragment):
 
 
 def test_starting_from_a_model_of_another_teacher_is_refused(layers, tiny_teacher_dir, tmp_path):
-    cfg = _tiny(tiny_teacher_dir, init_from="tests/data/atlas-v1")  # trained against MiniLM
+    v1 = Path(__file__).parent / "data" / "atlas-v1"  # trained against MiniLM
+    cfg = _tiny(tiny_teacher_dir, init_from=str(v1))
     with pytest.raises(InputError, match="another teacher"):
         train(AtlasRecipe(cfg, layers), tmp_path / "run", progress=False)
