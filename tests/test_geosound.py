@@ -45,7 +45,8 @@ def test_clap_embeds_text_and_pools_audio_windows(clap_dir):
     assert teacher.key != ClapTeacher(str(make_tiny_clap(clap_dir.parent / "other", seed=1))).key
 
 
-def _table(tmp_path, n=12):
+def _table(tmp_path, n=12, sources=("freesound",)):
+    """A pairs table of ``n`` synthetic tones; the clips cycle through ``sources``."""
     rows = ["audio,lon,lat,time,source,caption"]
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -54,7 +55,8 @@ def _table(tmp_path, n=12):
         lon, lat = rng.uniform(-120, 120), rng.uniform(-50, 60)
         caption = "birds at a lake" if i % 2 else ""
         rows.append(
-            f"clip{i}.wav,{lon:.4f},{lat:.4f},2021-0{1 + i % 9}-10T0{i % 10}:30,freesound,{caption}"
+            f"clip{i}.wav,{lon:.4f},{lat:.4f},2021-0{1 + i % 9}-10T0{i % 10}:30,"
+            f"{sources[i % len(sources)]},{caption}"
         )
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return tmp_path / "pairs.csv"

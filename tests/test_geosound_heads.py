@@ -10,9 +10,8 @@ for _module in ("soundfile", "soxr"):
     if importlib.util.find_spec(_module) is None:
         pytest.skip(f"{_module} is missing: pip install 'omnimap[sound]'", allow_module_level=True)
 
-import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
-from tests.test_geosound import tone  # noqa: E402
+from tests.test_geosound import _table as geosound_table  # noqa: E402
 
 from omnimap.core.errors import InputError  # noqa: E402
 from omnimap.teachers.clap import make_tiny_clap  # noqa: E402
@@ -26,16 +25,7 @@ def clap_dir(tmp_path_factory):
 
 
 def _table(tmp_path, n=12):
-    rows = ["audio,lon,lat,time,source,caption"]
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        x, rate = tone(200 + 150 * i, seed=i)
-        sf.write(tmp_path / f"clip{i}.wav", x, rate)
-        caption = "birds at a lake" if i % 2 else ""
-        rows.append(f"clip{i}.wav,{rng.uniform(-120, 120):.4f},{rng.uniform(-50, 60):.4f},"
-                    f"2021-0{1 + i % 9}-10T0{i % 10}:30,{SOURCES[i % 3]},{caption}")  # fmt: skip
-    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return tmp_path / "pairs.csv"
+    return geosound_table(tmp_path, n, sources=SOURCES)
 
 
 def _options(table, clap_dir, **more):
