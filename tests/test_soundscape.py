@@ -183,3 +183,12 @@ def test_proximity_auc_forgives_false_positives_next_to_the_range():
     assert roc_auc(near_wrong, present) == pytest.approx(roc_auc(far_wrong, present))
     assert proximity_auc(near_wrong, present, dist) > proximity_auc(far_wrong, present, dist)
     assert proximity_auc(np.array([0.9, 0.8, 0.7, 0.1, 0.0]), present, dist) == pytest.approx(1.0)
+
+
+def test_atlas_fine_tuning_options_are_refused_by_the_soundscape_recipe():
+    from omnimap.core.errors import InputError
+    from omnimap.train.recipes.soundscape import SoundscapeConfig
+
+    with pytest.raises(InputError, match="are atlas options"):
+        SoundscapeConfig.from_dict({"init_from": "atlas"})
+    SoundscapeConfig.from_dict({"seasonal_gain": 0.0})  # its own options are fine

@@ -28,6 +28,7 @@ from omnimap.datasets.soundscape import (
     build_soundscape_set,
     sample_places_and_times,
 )
+from omnimap.models.dynamic import HIDDEN
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.birdnet import BirdNetMeta
 from omnimap.teachers.registry import get_teacher
@@ -67,6 +68,9 @@ class SoundscapeConfig(AtlasConfig):
             (all(1 <= w <= WEEKS for w in self.holdout_weeks), "holdout_weeks must be within 1..48"),
             (0 <= self.holdout_species <= 2_000, "holdout_species must be within 0..2000"),
             (self.seasonal_gain >= 0, f"seasonal_gain must be at least 0, got {self.seasonal_gain}"),
+            # The atlas's fine-tuning options are not wired into this recipe: refused, not ignored.
+            (self.init_from is None and not self.freeze_overhead and self.dynamic_hidden == HIDDEN,
+             "init_from, freeze_overhead and dynamic_hidden are atlas options; the soundscape recipe trains from scratch"),
         ]  # fmt: skip
 
 
