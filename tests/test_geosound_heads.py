@@ -178,8 +178,8 @@ def test_evaluation_feeds_each_clip_its_source_and_reports_the_variance(clap_dir
     from omnimap.train.recipes import run_recipe
 
     table = _table(tmp_path)
-    run_recipe("geosound", _options(table, clap_dir, use_source=True, probabilistic=True, lr=1e-2),
-               tmp_path / "run", progress=False)  # fmt: skip
+    run_recipe("geosound", _options(table, clap_dir, use_source=True, probabilistic=True, codebook=2,
+                                    lr=1e-2), tmp_path / "run", progress=False)  # fmt: skip
     seen = []
     real = G.Embedder.samples
     monkeypatch.setattr(G.Embedder, "samples", lambda self, p, m: seen.append(m) or real(self, p, m))
@@ -190,6 +190,9 @@ def test_evaluation_feeds_each_clip_its_source_and_reports_the_variance(clap_dir
     u = metrics["uncertainty"]
     assert u["mean_variance"] > 0 and -1 <= u["variance_vs_error_spearman"] <= 1
     assert "variance: mean" in G.format_table(metrics)
+    assert [c["concept"] for c in metrics["concepts"]] == [0, 1]
+    assert all(c["captions"] == ["birds at a lake"] for c in metrics["concepts"])  # the one caption
+    assert "concept 1: birds at a lake" in G.format_table(metrics)
 
 
 def test_a_probabilistic_model_maps_its_uncertainty_as_band_two(clap_dir, tmp_path):
@@ -220,3 +223,24 @@ def test_uncertainty_from_a_model_without_a_variance_head_is_one_clear_error(tmp
                             "--uncertainty", "--out", str(tmp_path / "m.tif"))  # fmt: skip
     assert code == 2 and "has no variance head" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_each_concept_is_read_by_its_nearest_captions():
+    from omnimap.eval.geosound import concept_captions
+    from omnimap.models.heads import Codebook
+
+    class Words:  # a teacher that embeds a caption by a few word counts
+        words = ("lake", "birds", "traffic", "wind")
+
+        def embed(self, modality, texts):
+            return np.array([[t.count(w) + 1e-3 for w in self.words] for t in texts], np.float32)
+
+    book = Codebook(2, 4)
+    with torch.no_grad():
+        book.concepts.copy_(torch.tensor([[0.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]))
+    captions = ["traffic in town", "birds at a lake", "", "wind and traffic", "birds at a lake"]
+    got = concept_captions(book, Words(), captions, k=2)
+    assert [c["captions"][0] for c in got] == ["traffic in town", "birds at a lake"]
+    assert got[1]["captions"].count("birds at a lake") == 1  # distinct captions only
+    assert got[0]["similarity"][0] > got[0]["similarity"][1]
+    assert concept_captions(book, Words(), ["", ""]) == []

@@ -53,6 +53,29 @@ def evaluate_geosound(
     out = {"clips": len(data), "teacher": loaded.config["teacher"]["name"], "modes": rows}
     if student.variance is not None:  # PSM: how sure the model is, and whether it knows when
         out["uncertainty"] = _uncertainty(embedder, student, patches, meta, targets)
+    if student.codebook is not None:  # Sat2Sound: what each concept sounds like, in words
+        out["concepts"] = concept_captions(student.codebook, teacher, data.caption)
+    return out
+
+
+CONCEPT_CAPTIONS = 3  # nearest distinct captions shown per concept
+
+
+def concept_captions(codebook, teacher, captions: list[str], k: int = CONCEPT_CAPTIONS) -> list[dict]:
+    """Each concept's ``k`` nearest distinct captions of a table (cosine in the teacher's
+    space), so a codebook can be read; [] when the table has no captions."""
+    texts = sorted({c for c in captions if c})
+    if not texts:
+        return []
+    vectors = unit(np.asarray(teacher.embed("text", texts), np.float32))
+    with torch.inference_mode():
+        concepts = codebook.unit_concepts().numpy()
+    sims = concepts @ vectors.T
+    out = []
+    for c, row in enumerate(sims):
+        best = np.argsort(-row)[:k]
+        out.append({"concept": c, "captions": [texts[i] for i in best],
+                    "similarity": [round(float(row[i]), 4) for i in best]})  # fmt: skip
     return out
 
 
@@ -81,4 +104,6 @@ def format_table(metrics: dict) -> str:
         u = metrics["uncertainty"]
         lines.append(f"  variance: mean {u['mean_variance']:.4g}, "
                      f"Spearman with the error {u['variance_vs_error_spearman']:.3f}")  # fmt: skip
+    for c in metrics.get("concepts", []):
+        lines.append(f"  concept {c['concept']}: " + " | ".join(c["captions"]))
     return "\n".join(lines)
