@@ -4,7 +4,10 @@ Student: s = normalize(o + m), o = overhead(patch), m = dynamic(location, time).
 Loss: InfoNCE of each student embedding against [global batch of teacher embeddings |
 queue of earlier ones], with a learnable temperature; rows whose labels agree mean
 the same thing and are not negatives. A recipe with ``target_pairs`` (GeoCLAP) has one
-such loss per teacher modality, each with its own temperature and queue, summed. A recipe may average the loss over samples of the student embedding (``embedding_samples``) and add a term of its own (``extra_loss``). A :class:`Recipe` brings the data, the teacher's
+such loss per teacher modality, each with its own temperature and queue, summed. A
+recipe may average the loss over samples of the student embedding
+(``embedding_samples``), add a term of its own (``extra_loss``) and keep parts of the
+student fixed (``frozen``). A :class:`Recipe` brings the data, the teacher's
 targets, the architecture and the augmentation; everything else is here:
 
 - input dropouts, drawn per global batch (m) or per sample (time inputs, o), applied
