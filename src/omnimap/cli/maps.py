@@ -64,11 +64,9 @@ def map_command(
         raise InputError("--uncertainty goes with a text prompt, not with --audio or --observations")
     if audio is not None:
         result = map_audio(audio, bbox, region, resolution, when, model)
-    elif uncertainty:
-        result = zero_shot_map(prompt, bbox=bbox, region=region, resolution=resolution,
-                               when=when, model=model, field=field, uncertainty=True)  # fmt: skip
     else:
-        mapper = zero_shot_map if observations is None else partial(observed_map, observations=observations)
+        mapper = (partial(zero_shot_map, uncertainty=uncertainty) if observations is None
+                  else partial(observed_map, observations=observations))  # fmt: skip
         result = mapper(prompt, bbox=bbox, region=region, resolution=resolution,
                         when=when, model=model, field=field)  # fmt: skip
     paths = result.write(out, k=top_k)
