@@ -184,6 +184,12 @@ def test_batches_are_seeded_epochs_and_the_loader_reports_errors():
     assert len(set(epoch.tolist())) == 48 and epoch.max() < 50
     nxt = batch_rows(7, 3, 50, 16)  # a new epoch, a new order
     assert not np.array_equal(nxt, epoch[:16]) and np.array_equal(nxt, batch_rows(7, 3, 50, 16))
+    # Groups of rows (one place at several weeks) always share a batch, each group once an epoch.
+    grouped = np.stack([batch_rows(7, s, 50, 16, group=2) for s in range(3)])
+    assert (grouped[:, 1::2] - grouped[:, ::2] == 1).all() and (grouped[:, ::2] % 2 == 0).all()
+    assert len(set(grouped.ravel().tolist())) == 48
+    with pytest.raises(ValueError, match="multiple"):
+        batch_rows(7, 0, 50, 15, group=2)
     drops = [metadata_dropped(0, s, 0.3) for s in range(2000)]
     assert 0.27 < np.mean(drops) < 0.33
     assert [s for s, _ in prefetch(lambda s: s * s, range(3, 7))] == [3, 4, 5, 6]

@@ -192,3 +192,21 @@ def test_atlas_fine_tuning_options_are_refused_by_the_soundscape_recipe():
     with pytest.raises(InputError, match="are atlas options"):
         SoundscapeConfig.from_dict({"init_from": "atlas"})
     SoundscapeConfig.from_dict({"seasonal_gain": 0.0})  # its own options are fine
+
+
+def test_places_sampled_at_several_weeks_repeat_in_rows_a_season_apart():
+    from omnimap.datasets.atlas.layers import GroundLayers
+    from omnimap.datasets.soundscape import WEEKS, sample_places_and_times
+
+    layers, allowed = GroundLayers(), np.setdiff1d(np.arange(1, WEEKS + 1), [6, 18, 30, 42])
+    one = sample_places_and_times(layers, 400, np.random.default_rng(3), weeks=allowed)
+    two = sample_places_and_times(layers, 400, np.random.default_rng(3), weeks=allowed,
+                                  weeks_per_place=2)  # fmt: skip
+    assert len(one["lon"]) == len(two["lon"]) == 400
+    assert np.isin(two["week"], allowed).all()
+    np.testing.assert_array_equal(two["lon"][::2], two["lon"][1::2])  # a place, twice in a row
+    np.testing.assert_array_equal(two["lat"][::2], two["lat"][1::2])
+    apart = np.abs(two["week"][::2].astype(int) - two["week"][1::2])
+    apart = np.minimum(apart, WEEKS - apart)
+    assert apart.min() >= 19 and apart.mean() > 21  # 24 weeks +- 3, snapped to an allowed week
+    assert len(np.unique(one["lon"])) == 400  # one week per place: every place new

@@ -241,16 +241,33 @@ def biophony_mix(meta, lon, lat, week, species_matrix: np.ndarray, taxon_matrix:
 
 
 def sample_places_and_times(layers: GroundLayers, n: int, rng: np.random.Generator, accept=None,
-                            weeks: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
-    """``n`` places (as the atlas samples them), each with a year, a week from
-    ``weeks`` (default all 48) and a uniform local solar hour."""
-    lon, lat = sample_points(layers, n, rng, accept=accept)
+                            weeks: np.ndarray | None = None, weeks_per_place: int = 1) -> dict[str, np.ndarray]:  # fmt: skip
+    """``n`` samples (as the atlas samples places), each with a year, a week from
+    ``weeks`` (default all 48) and a uniform local solar hour. ``weeks_per_place`` k > 1:
+    n // k places, each k times in a row at weeks spread over the year (the first
+    drawn, the others about 48 / k weeks on, +-3), so a batch that keeps such rows
+    together holds the same place in other seasons as negatives."""
     pool = np.arange(1, WEEKS + 1) if weeks is None else np.asarray(weeks)
+    k = int(weeks_per_place)
+    lon, lat = sample_points(layers, n // k, rng, accept=accept)
+    if k == 1:  # the draws of the shipped model's run and of the evaluation, unchanged
+        return {
+            "lon": lon.astype(np.float32), "lat": lat.astype(np.float32),
+            "year": rng.integers(2016, 2026, n).astype(np.int16),
+            "week": rng.choice(pool, n).astype(np.int16),
+            "hour": rng.uniform(0.0, 24.0, n).astype(np.float32),
+        }  # fmt: skip
+    first = rng.choice(pool, len(lon)).astype(np.float64)
+    jitter = rng.integers(-3, 4, (len(lon), k)) * (np.arange(k) > 0)
+    spread = (first[:, None] + np.arange(k) * (WEEKS / k) + jitter - 1) % WEEKS + 1
+    gap = np.abs(spread[..., None] - pool)  # the nearest allowed week on the circle of 48
+    week = pool[np.minimum(gap, WEEKS - gap).argmin(axis=-1)].ravel()
+    m = len(week)
     return {
-        "lon": lon.astype(np.float32), "lat": lat.astype(np.float32),
-        "year": rng.integers(2016, 2026, n).astype(np.int16),
-        "week": rng.choice(pool, n).astype(np.int16),
-        "hour": rng.uniform(0.0, 24.0, n).astype(np.float32),
+        "lon": np.repeat(lon, k).astype(np.float32), "lat": np.repeat(lat, k).astype(np.float32),
+        "year": rng.integers(2016, 2026, m).astype(np.int16),
+        "week": week.astype(np.int16),
+        "hour": rng.uniform(0.0, 24.0, m).astype(np.float32),
     }  # fmt: skip
 
 

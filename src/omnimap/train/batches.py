@@ -29,11 +29,20 @@ def stream_seed(seed: int, *keys: int) -> int:
     )
 
 
-def batch_rows(seed: int, step: int, n_samples: int, batch_size: int) -> np.ndarray:
+def batch_rows(seed: int, step: int, n_samples: int, batch_size: int, group: int = 1) -> np.ndarray:
     """The global batch of ``step``: epochs are seeded permutations, the last partial
-    batch of an epoch is dropped (every batch is full, so the queue stays aligned)."""
-    epoch, k = divmod(step, n_samples // batch_size)
-    return _epoch_order(seed, epoch, n_samples)[k * batch_size : (k + 1) * batch_size].copy()
+    batch of an epoch is dropped (every batch is full, so the queue stays aligned).
+    ``group`` > 1: rows come in consecutive groups of that many (e.g. one place at
+    several weeks) that always share a batch, so each is a negative of the others."""
+    if group == 1:
+        epoch, k = divmod(step, n_samples // batch_size)
+        return _epoch_order(seed, epoch, n_samples)[k * batch_size : (k + 1) * batch_size].copy()
+    if batch_size % group:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of the row group {group}")
+    per_batch = batch_size // group
+    epoch, k = divmod(step, (n_samples // group) // per_batch)
+    groups = _epoch_order(seed, epoch, n_samples // group)[k * per_batch : (k + 1) * per_batch]
+    return (groups[:, None] * group + np.arange(group)).ravel()
 
 
 @lru_cache(maxsize=2)  # the current epoch's, and the next one's near a boundary

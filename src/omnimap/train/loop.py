@@ -98,6 +98,10 @@ class Recipe(ABC):
         """A fresh run's starting weights beyond torch's seeded initialisation."""
         return None  # by default, torch's initialisation is the start
 
+    def row_group(self) -> int:
+        """Rows that always share a batch: consecutive groups of this many (1: none)."""
+        return 1
+
     def frozen(self, student: Student) -> list[nn.Module]:
         """Parts of the student that do not train (fresh or resumed run alike)."""
         return []
@@ -155,7 +159,8 @@ class Recipe(ABC):
     def extra_loss(self, s: torch.Tensor, heads: dict, batch: dict,
                    device: torch.device) -> torch.Tensor | None:  # fmt: skip
         """A term added to the step's loss (this rank's rows; e.g. a regulariser of a
-        student head); None (the default): nothing."""
+        student head; ``batch["dropouts"]``: their input dropouts); None (the default):
+        nothing."""
         return None
 
     def dropout_rates(self) -> tuple[float, float, float]:
@@ -342,7 +347,7 @@ def train(
     time_cols = torch.tensor(time_columns(n_inputs), device=device)
 
     def load(step: int) -> dict:
-        rows = batches.batch_rows(cfg.seed, step, n, cfg.batch_size)
+        rows = batches.batch_rows(cfg.seed, step, n, cfg.batch_size, recipe.row_group())
         return {"rows": rows, "labels": recipe.labels(rows), **recipe.load(rows[mine])}
 
     def step_once(step: int, batch: dict) -> tuple[float, float]:
@@ -380,7 +385,7 @@ def train(
             loss = _mean([queue_infonce(v, own, labels[mine], scale.float(), negatives, negative_labels)
                           for v in views])  # fmt: skip
             pushes = [(parts.queue, keys, labels)]
-        extra = recipe.extra_loss(s.float(), heads, batch, device)
+        extra = recipe.extra_loss(s.float(), heads, {**batch, "dropouts": drop}, device)
         if extra is not None:
             loss = loss + extra
         parts.optimizer.zero_grad(set_to_none=True)

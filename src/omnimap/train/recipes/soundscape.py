@@ -61,6 +61,10 @@ class SoundscapeConfig(AtlasConfig):
     holdout_weeks: tuple[int, int, int, int] = (6, 18, 30, 42)  # one per season, never trained on
     holdout_species: int = 200  # species left out of every target (zero-shot from text)
     seasonal_gain: float = 2.0  # weight of a species' arrival above its yearly mean (biophony_mix)
+    # Each place at this many weeks across the year, kept in one batch: the same place in
+    # another season is a negative, so the student must read the date (1: one week each).
+    # 2 alone left the seasons check at 16/20; with the centred species vectors, 17/20.
+    weeks_per_place: int = 2
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
@@ -68,6 +72,8 @@ class SoundscapeConfig(AtlasConfig):
             (all(1 <= w <= WEEKS for w in self.holdout_weeks), "holdout_weeks must be within 1..48"),
             (0 <= self.holdout_species <= 2_000, "holdout_species must be within 0..2000"),
             (self.seasonal_gain >= 0, f"seasonal_gain must be at least 0, got {self.seasonal_gain}"),
+            (1 <= self.weeks_per_place <= 4 and self.batch_size % self.weeks_per_place == 0,
+             f"weeks_per_place must be within 1..4 and divide batch_size, got {self.weeks_per_place}"),
             # The atlas's fine-tuning options are not wired into this recipe: refused, not ignored.
             (self.init_from is None and not self.freeze_overhead and self.dynamic_hidden == HIDDEN,
              "init_from, freeze_overhead and dynamic_hidden are atlas options; the soundscape recipe trains from scratch"),
@@ -101,7 +107,8 @@ class SoundscapeRecipe(PatchTargetRecipe):
         rng = np.random.default_rng(cfg.seed)
         weeks = np.setdiff1d(np.arange(1, WEEKS + 1), cfg.holdout_weeks)
         points = sample_places_and_times(layers, cfg.samples, rng, weeks=weeks,
-                                         accept=lambda lon, lat: ~self.holdout.near(lon, lat))  # fmt: skip
+                                         accept=lambda lon, lat: ~self.holdout.near(lon, lat),
+                                         weeks_per_place=cfg.weeks_per_place)  # fmt: skip
         labels = self.teacher.labels
         is_species = np.array([labels[i].is_species for i in range(len(labels))])
         probe = slice(0, min(PROBE_POINTS, cfg.samples))
@@ -124,6 +131,9 @@ class SoundscapeRecipe(PatchTargetRecipe):
         self.read_inputs(BlueMarbleNative(cfg.patch_size), self.data.lon, self.data.lat,
                          self.data.metadata())  # fmt: skip
         return len(self.data)
+
+    def row_group(self) -> int:
+        return self.cfg.weeks_per_place
 
     def checkpoint_config(self) -> dict:
         """What ``omnimap evaluate soundscape`` and the model card read besides the loop's."""
