@@ -233,7 +233,7 @@ def test_holdout_has_truth_for_every_prompt_class(layers):
         assert counts[list(classes)].sum() >= 400, prompt
 
 
-def test_the_hour_is_its_own_clause_and_weighs_more_than_the_season(layers):
+def test_the_hour_and_the_rain_are_clauses_that_weigh_more_than_the_season(layers):
     data = build_set(layers, 400, seed=4)
     hours = {p for table in D.TIME_OF_DAY.values() for p in table}
     seasons = {p for table in D.SEASON.values() for p in table}
@@ -247,6 +247,8 @@ def test_the_hour_is_its_own_clause_and_weighs_more_than_the_season(layers):
     used = [data.parts[i] for i in np.unique(data.part_index[data.part_index >= 0])]
     assert any(p in seasons for p in used)
     assert all(data.part_weights[data.parts.index(p)] == 1.0 for p in used if p in seasons)
+    rains = [p for p in used if p in D.RAIN_PHRASES]
+    assert rains and all(data.part_weights[data.parts.index(p)] == D.RAIN_WEIGHT for p in rains)
     full = data.target_vectors(_WordTeacher())
     t = timed[0]
     ids = [i for i in data.part_index[t] if i >= 0]

@@ -250,6 +250,36 @@ def test_a_run_started_from_a_model_keeps_its_overhead_and_grows_its_dynamic_enc
             assert torch.equal(v, before[k]), k
 
 
+def test_the_anchor_keeps_the_time_free_map_near_the_starting_model(layers, tiny_teacher_dir, tmp_path):
+    from omnimap.geo.timefeat import When, local_times
+    from omnimap.models.embedder import Embedder
+
+    base_dir = tmp_path / "base"
+    train(AtlasRecipe(_tiny(tiny_teacher_dir, steps=2, climate_inputs=False), layers), base_dir,
+          progress=False)  # fmt: skip
+    base = Embedder(load_checkpoint(str(base_dir)))
+    tuned = {}
+    for weight in (0.0, 50.0):
+        cfg = _tiny(tiny_teacher_dir, steps=8, init_from=str(base_dir), freeze_overhead=True,
+                    time_dropout=0.5, lr=3e-3, anchor_weight=weight)  # fmt: skip
+        recipe = AtlasRecipe(cfg, layers)
+        tuned[weight] = Embedder(train(recipe, tmp_path / f"w{weight:g}", progress=False).model)
+    # The anchors are the starting model's own time-free embeddings of the samples.
+    lon, lat = recipe.data.lon[:200].astype(np.float64), recipe.data.lat[:200].astype(np.float64)
+    start = base.fused(lon, lat, None, "no_time")
+    torch.testing.assert_close(recipe.anchors[:200].float(), torch.from_numpy(start), rtol=0, atol=2e-3)
+
+    def kept(e):  # mean cosine of the time-free map to the start's
+        return float((e.fused(lon, lat, None, "no_time") * start).sum(1).mean())
+
+    assert kept(tuned[50.0]) > kept(tuned[0.0]) + 0.03  # here 0.994 against 0.911
+    # The time-aware map still moves: the anchor holds only the time-free output.
+    local = local_times(When.parse("2024-01-15T03:00"), lon)
+    noon = local_times(When.parse("2024-01-15T15:00"), lon)
+    moved = tuned[50.0].fused(lon, lat, local, "full") - tuned[50.0].fused(lon, lat, noon, "full")
+    assert np.abs(moved).max() > 1e-3
+
+
 def test_a_grown_dynamic_encoder_starts_as_the_one_it_grew_from():
     from omnimap.models.dynamic import DynamicEncoder
 
@@ -265,7 +295,9 @@ def test_a_grown_dynamic_encoder_starts_as_the_one_it_grew_from():
 @pytest.mark.parametrize(
     "options, fragment",
     [({"freeze_overhead": True}, "freeze_overhead needs init_from"),
-     ({"dynamic_hidden": 0}, "dynamic_hidden must be at least 1")],
+     ({"dynamic_hidden": 0}, "dynamic_hidden must be at least 1"),
+     ({"anchor_weight": 1.0}, "anchor_weight needs init_from"),
+     ({"anchor_weight": -1.0, "init_from": "atlas"}, "anchor_weight must be at least 0")],
 )  # fmt: skip
 def test_fine_tuning_options_are_checked(options, fragment):
     with pytest.raises(InputError, match=fragment):

@@ -85,7 +85,9 @@ def _start(t: dict) -> str:
     if not t.get("init_from"):
         return "from scratch"
     frozen = ", its overhead encoder frozen" if t.get("freeze_overhead") else ""
-    return f"starting from the model {t['init_from']}{frozen}"
+    anchored = (f", its time-free output held to that model's (anchor weight {t['anchor_weight']:g})"
+                if t.get("anchor_weight") else "")  # fmt: skip
+    return f"starting from the model {t['init_from']}{frozen}{anchored}"
 
 
 def _dynamic_inputs(config: dict) -> str:

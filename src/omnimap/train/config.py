@@ -158,6 +158,10 @@ class AtlasConfig(TrainConfig):
     init_from: str | None = None
     freeze_overhead: bool = False  # keep the overhead encoder as it starts (with init_from)
     dynamic_hidden: int = HIDDEN  # the dynamic encoder's hidden width
+    # With init_from: on samples whose time input is dropped, this weight times
+    # 1 - cos(the time-free output, the starting model's time-free output), so the
+    # fine-tuned map of what a place is stays where the start had it (0: off).
+    anchor_weight: float = 0.0
 
     def first_restart_period(self) -> int:
         return self.restart_period or max(1, (self.steps - self.warmup_steps) // ATLAS_CYCLES)
@@ -174,6 +178,9 @@ class AtlasConfig(TrainConfig):
             (self.dynamic_hidden >= 1, f"dynamic_hidden must be at least 1, got {self.dynamic_hidden}"),
             (self.init_from is not None or not self.freeze_overhead,
              "freeze_overhead needs init_from (a trained model to keep the overhead encoder of)"),
+            (self.anchor_weight >= 0, f"anchor_weight must be at least 0, got {self.anchor_weight}"),
+            (self.init_from is not None or self.anchor_weight == 0,
+             "anchor_weight needs init_from (a trained model whose time-free output to keep)"),
         ]  # fmt: skip
 
     def validate(self) -> None:

@@ -463,6 +463,9 @@ def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
             weights[ids[0]] = COVER_WEIGHT
             if moment:
                 weights[ids[len(scene)]] = HOUR_WEIGHT
+            for pid, clause in zip(ids[len(scene):], moment, strict=True):
+                if clause in RAIN_PHRASES:
+                    weights[pid] = RAIN_WEIGHT
         remap[k] = tid
     part_weights = np.ones(len(part_ids), np.float32)
     for pid, w in weights.items():
@@ -484,8 +487,13 @@ def describe(facts: F.Facts, variants: np.ndarray) -> tuple[list[str], np.ndarra
 # with up to 12 clauses an equal sum drowns what the place *is* in weather and time words.
 COVER_WEIGHT = 2.0
 # Weight of the hour clause: light or darkness is what an observer notices first of a
-# moment; the season, the warmth and the rain count once each.
+# moment; the season and the warmth count once each.
 HOUR_WEIGHT = 2.0
+# Weight of the rain or snowfall clause, one of up to twelve. The shipped weights were
+# trained with 2; rain maps stayed at a Spearman of ~0.27 with the month's precipitation,
+# as with 1 (docs/atlas-climate-candidate.md).
+RAIN_WEIGHT = 2.0
+RAIN_PHRASES = frozenset(p for phrases in WETNESS.values() for p in phrases) | frozenset(SNOWFALL)
 
 
 def target_vectors(

@@ -30,6 +30,7 @@ from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import HoldOut, choose_holdout
 from omnimap.models.checkpoint import load_checkpoint, read_config
 from omnimap.models.dynamic import dynamic_config
+from omnimap.models.embedder import Embedder
 from omnimap.models.student import Student
 from omnimap.sources.bmng import BlueMarbleNative
 from omnimap.teachers.base import Teacher
@@ -74,7 +75,19 @@ class AtlasRecipe(PatchRecipe):
         # The description id and the facts id: samples agreeing on either mean the same.
         _, fact_ids = np.unique(self.data.facts.matrix(), axis=0, return_inverse=True)
         self.label_table = torch.stack([self.text_index, torch.from_numpy(fact_ids.ravel())], dim=1)
+        self.anchors = self._start_time_free() if cfg.anchor_weight > 0 else None
         return len(self.data)
+
+    def _start_time_free(self) -> torch.Tensor:
+        """(N, D) float16 time-free embeddings of the training samples by the init_from
+        model (its own inputs; the centre of each patch, unshifted)."""
+        start = Embedder(load_checkpoint(self.cfg.init_from))
+        j, size = self.cfg.jitter, self.cfg.patch_size
+        lon, lat = self.data.lon.astype(np.float64), self.data.lat.astype(np.float64)
+        patches = self.patches[:, :, j : j + size, j : j + size].contiguous().numpy()
+        vectors = start.samples(patches, start.metadata(lon, lat, None))
+        log.info("time-free anchors of %s for %d samples", self.cfg.init_from, len(vectors))
+        return torch.from_numpy(vectors.astype(np.float16))
 
     def dynamic(self) -> dict:
         return dynamic_config(hidden=self.cfg.dynamic_hidden, climate=self.cfg.climate_inputs)
@@ -112,9 +125,26 @@ class AtlasRecipe(PatchRecipe):
         return self.text_vectors[self.text_index[rows]]
 
     def load(self, rows: np.ndarray) -> dict:
-        return {"patches": self.patches[rows], "meta": self.meta[rows],
-                "targets": self.queue_targets(rows),
-                "time_free_targets": self.scene_vectors[self.text_index[rows]]}  # fmt: skip
+        out = {"patches": self.patches[rows], "meta": self.meta[rows],
+               "targets": self.queue_targets(rows),
+               "time_free_targets": self.scene_vectors[self.text_index[rows]]}  # fmt: skip
+        if self.anchors is not None:
+            out["anchors"] = self.anchors[rows]
+        return out
+
+    def extra_loss(self, s: torch.Tensor, heads: dict, batch: dict,
+                   device: torch.device) -> torch.Tensor | None:  # fmt: skip
+        """``anchor_weight`` x mean (1 - cos) to the start's time-free output, over the
+        samples that are time-free here (time dropped; imagery and location kept)."""
+        if self.anchors is None or batch["dropouts"].meta:
+            return None
+        drop = batch["dropouts"]
+        rows = torch.from_numpy(drop.time & ~drop.overhead).to(device)
+        if not bool(rows.any()):
+            return None
+        anchors = batch["anchors"].to(device, torch.float32)[rows]
+        distance = 1.0 - torch.nn.functional.cosine_similarity(s[rows], anchors, dim=1)
+        return self.cfg.anchor_weight * distance.mean()
 
     def time_free_targets(self, batch: dict, device: torch.device) -> torch.Tensor:
         return batch["time_free_targets"].to(device)
