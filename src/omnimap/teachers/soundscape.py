@@ -116,8 +116,8 @@ class SoundscapeTeacher(Teacher):
     def species_matrix(self) -> np.ndarray:
         """(6522, 1024) BirdNET's species vectors, centred on their mean over the
         species classes, then unit. The raw rows share one large direction, so any mix
-        of birds sat at a cosine near 0.45 with every species and a migrant's arrival
-        moved it by 0.02; centred, it moves by about twice as much. A clip's logits
+        of birds sat at a cosine near 0.45 with every species, and a migrant's arrival
+        moved it by 0.02-0.06; centred, by 0.03-0.08 (docs/sound.md). A clip's logits
         change only by a constant under the shift, so audio queries stay as they are."""
         raw = self.birdnet.species_matrix
         labels = self.labels
