@@ -37,6 +37,26 @@ def test_transient_shares_count_only_real_nights_and_days():
     assert out["cells"] == 2
     assert out["night_share"] == pytest.approx(0.5) and out["day_share"] == pytest.approx(0.5)
     assert out["night_top1_share"] == pytest.approx(0.5)
+    # Cell 1's fog outranks the pairs at both hours, but each pair is still likelier
+    # at its own hour there: the rise counts it, the top-2 share does not.
+    assert out["night_rises_share"] == pytest.approx(1.0)
+    assert out["day_rises_share"] == pytest.approx(1.0)
+
+
+def test_transient_rise_compares_probabilities_not_cosines():
+    names = list(BUILTIN_SETS["transient"])
+    lat = np.array([0.0])
+
+    def score_at(when):
+        s = np.zeros((len(names), 1))
+        if when.endswith("12:00"):  # every class up by the same amount: no class changes
+            s += 0.3
+            s[names.index("daylight")] += 0.1  # only daylight gains at noon
+        return s
+
+    out = transient_day_night(score_at, np.zeros(1), lat, temperature=0.05)
+    assert out["day_rises_share"] == 0.0  # bright's cosine rose, its probability fell
+    assert out["night_rises_share"] == 1.0  # daylight took probability from night and dark
 
 
 def test_card_renders_climate_tropics_and_class_sections():
@@ -63,10 +83,12 @@ def test_card_renders_climate_tropics_and_class_sections():
         "classes": {"igbp": {"cells": 9, "resolution": 0.1, "groups": list(GROUPS),
                              "methods": {"map": {"accuracy": 0.61, "macro_f1": 0.42}}},
                     "transient": {"cells": 7, "midnight": "m", "noon": "n", "night_share": 0.97,
-                                  "day_share": 0.96, "night_top1_share": 0.99, "day_top1_share": 0.98}},
+                                  "day_share": 0.96, "night_top1_share": 0.99, "day_top1_share": 0.98,
+                                  "night_rises_share": 0.93, "day_rises_share": 0.91}},
     }  # fmt: skip
     card = render_card(config, metrics)
     assert "| (July - January) heat map vs temperature change | 0.800 | 0.600 |" in card
     assert "| p | w | 1.10 | 1.40 | 3.00 |" in card
+    assert "more likely at midnight than at noon on 0.930 of the cells" in card
     assert "| map | 0.610 | 0.420 |" in card and "0.970" in card
     assert "checkpoint written at step 2,000" in card and "5 climate values" in card

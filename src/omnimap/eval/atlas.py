@@ -222,7 +222,8 @@ def class_sets(embedder: Embedder, teacher, holdout: HoldOut, layers: GroundLaye
     transient = teacher.embed("text", list(BUILTIN_SETS["transient"]))
     out["transient"] = transient_day_night(
         lambda when: _scores(embedder, land_lon, land_lat, transient, When.parse(when), "full",
-                             land_overhead), land_lon, land_lat)  # fmt: skip
+                             land_overhead), land_lon, land_lat,
+        temperature=float(embedder.model.config["temperature"]))  # fmt: skip
     return out
 
 
@@ -365,6 +366,12 @@ def format_report(m: dict) -> str:
             f"(top-1 {tr['night_top1_share']:.3f}); daylight+bright at noon {tr['day_share']:.3f} "
             f"(top-1 {tr['day_top1_share']:.3f})"
         )
+        if "night_rises_share" in tr:
+            lines.append(
+                f"  transient set: night and dark both more likely at midnight than at noon on "
+                f"{tr['night_rises_share']:.3f}; daylight and bright both more likely at noon on "
+                f"{tr['day_rises_share']:.3f}"
+            )
     for t in m.get("tropics", []):
         lines.append(
             f"  tropics row-step ratio {t['prompt']!r} {t['when']}: cells {t['ratio']:.2f}, "

@@ -52,6 +52,13 @@ def _classes_section(metrics: dict) -> list[str]:
             f"'daylight' and 'bright' at {tr['noon']}: {tr['day_share']:.3f} (one of the pair on top: "
             f"{tr['night_top1_share']:.3f} at midnight, {tr['day_top1_share']:.3f} at noon).",
         ]
+        if "night_rises_share" in tr:
+            lines.append(
+                f"Read as a change with the hour (the attributes are not exclusive: \"midday\" and "
+                f"\"summer\" are as true of a June noon): both 'night' and 'dark' more likely at midnight "
+                f"than at noon on {tr['night_rises_share']:.3f} of the cells; both 'daylight' and "
+                f"'bright' more likely at noon on {tr['day_rises_share']:.3f}."
+            )
     return lines
 
 

@@ -6,13 +6,17 @@
    area, and the class of the nearest training-area cell.
 2. Transient attributes at noon and midnight: on held-out land cells where the sun
    is up at noon and down at midnight, how often "night" and "dark" are the two most
-   likely attributes at midnight, and "daylight" and "bright" at noon.
+   likely attributes at midnight, and "daylight" and "bright" at noon (the issue's
+   test); and, as a reading of the time alone, how often both of a pair are more
+   likely at their own hour than at the other (the 40 attributes are not exclusive:
+   "midday" and "summer" are as true of a June noon as "daylight").
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.special import log_softmax
 
 from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import HoldOut
@@ -81,14 +85,16 @@ def igbp_agreement(scores: np.ndarray, lon, lat, truth, holdout: HoldOut, layers
     }
 
 
-def transient_day_night(score_at, lon, lat) -> dict:
-    """``score_at(when) -> (40, N)`` transient-set maps at held-out land cells."""
+def transient_day_night(score_at, lon, lat, temperature: float = 1.0) -> dict:
+    """``score_at(when) -> (40, N)`` transient-set cosine maps at held-out land cells;
+    ``temperature``: the model's, which turns them into probabilities."""
     names = list(BUILTIN_SETS["transient"])
     doy = 167  # 15 June
     sun_midnight = solar.elevation_at_solar_time(lat, doy, 0.0)
     sun_noon = solar.elevation_at_solar_time(lat, doy, 12.0)
     cells = (sun_midnight < -6.0) & (sun_noon > 10.0)  # a real night and a real day
     out = {"cells": int(cells.sum()), "midnight": TRANSIENT_TIMES[0], "noon": TRANSIENT_TIMES[1]}
+    probs = {}
     for key, when, pair in (("night", TRANSIENT_TIMES[0], ("night", "dark")),
                             ("day", TRANSIENT_TIMES[1], ("daylight", "bright"))):  # fmt: skip
         scores = score_at(when)[:, cells]
@@ -98,4 +104,13 @@ def transient_day_night(score_at, lon, lat) -> dict:
         first = np.isin(top2[0], list(wanted))
         out[f"{key}_share"] = float(both.mean()) if len(both) else float("nan")
         out[f"{key}_top1_share"] = float(first.mean()) if len(first) else float("nan")
+        probs[key] = scores
+    # P(class | place, hour) as the class maps give it (softmax at the model's temperature).
+    logp = {k: log_softmax(v / temperature, axis=0) for k, v in probs.items()}
+    for key, pair, mine, other in (("night", ("night", "dark"), "night", "day"),
+                                   ("day", ("daylight", "bright"), "day", "night")):  # fmt: skip
+        rise = np.ones(int(cells.sum()), bool)
+        for p in pair:
+            rise &= logp[mine][names.index(p)] > logp[other][names.index(p)]
+        out[f"{key}_rises_share"] = float(rise.mean()) if len(rise) else float("nan")
     return out
