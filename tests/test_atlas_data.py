@@ -261,3 +261,13 @@ def test_every_rain_level_is_said_ordinary_rain_included():
     for key in (F.ARID, F.LITTLE_RAIN, F.USUAL_RAIN, F.RAINY, F.DELUGE):
         assert D.WETNESS[key], key
     assert not any("rain" in p for p in D.WETNESS[F.LITTLE_RAIN])
+
+
+def test_the_warmth_clause_takes_its_own_weight(layers, monkeypatch):
+    monkeypatch.setattr(D, "WARMTH_WEIGHT", 2.5)
+    data = build_set(layers, 300, seed=5)
+    used = [data.parts[i] for i in np.unique(data.part_index[data.part_index >= 0])]
+    warm = [p for p in used if p in D.WARMTH_PHRASES]
+    assert warm and all(data.part_weights[data.parts.index(p)] == 2.5 for p in warm)
+    others = [p for p in used if p not in D.WARMTH_PHRASES]
+    assert all(data.part_weights[data.parts.index(p)] != 2.5 for p in others)

@@ -466,6 +466,8 @@ def describe_with_parts(facts: F.Facts, variants: np.ndarray) -> Descriptions:
             for pid, clause in zip(ids[len(scene):], moment, strict=True):
                 if clause in RAIN_PHRASES:
                     weights[pid] = RAIN_WEIGHT
+                elif clause in WARMTH_PHRASES:
+                    weights[pid] = WARMTH_WEIGHT
         remap[k] = tid
     part_weights = np.ones(len(part_ids), np.float32)
     for pid, w in weights.items():
@@ -494,6 +496,10 @@ HOUR_WEIGHT = 2.0
 # as with 1 (docs/atlas-climate-candidate.md).
 RAIN_WEIGHT = 2.0
 RAIN_PHRASES = frozenset(p for phrases in WETNESS.values() for p in phrases) | frozenset(SNOWFALL)
+# Weight of the warmth clause. The shipped weights were trained with 1; candidates 9
+# and 10 tried 2 and 3 (docs/atlas-climate-candidate.md).
+WARMTH_WEIGHT = 1.0
+WARMTH_PHRASES = frozenset(p for phrases in WARMTH.values() for p in phrases)
 
 
 def target_vectors(
