@@ -496,8 +496,8 @@ HOUR_WEIGHT = 2.0
 # as with 1 (docs/atlas-climate-candidate.md).
 RAIN_WEIGHT = 2.0
 RAIN_PHRASES = frozenset(p for phrases in WETNESS.values() for p in phrases) | frozenset(SNOWFALL)
-# Weight of the warmth clause. The shipped weights were trained with 1; candidates 9
-# and 10 tried 2 and 3 (docs/atlas-climate-candidate.md).
+# Weight of the warmth clause. The shipped weights were trained with 1; candidates 8
+# and 9 tried 2, candidate 10 tried 3 (docs/atlas-climate-candidate.md).
 WARMTH_WEIGHT = 1.0
 WARMTH_PHRASES = frozenset(p for phrases in WARMTH.values() for p in phrases)
 
