@@ -94,9 +94,10 @@ def transient_day_night(score_at, lon, lat, temperature: float = 1.0) -> dict:
     sun_noon = solar.elevation_at_solar_time(lat, doy, 12.0)
     cells = (sun_midnight < -6.0) & (sun_noon > 10.0)  # a real night and a real day
     out = {"cells": int(cells.sum()), "midnight": TRANSIENT_TIMES[0], "noon": TRANSIENT_TIMES[1]}
-    probs = {}
-    for key, when, pair in (("night", TRANSIENT_TIMES[0], ("night", "dark")),
-                            ("day", TRANSIENT_TIMES[1], ("daylight", "bright"))):  # fmt: skip
+    hours = {"night": (TRANSIENT_TIMES[0], ("night", "dark")),
+             "day": (TRANSIENT_TIMES[1], ("daylight", "bright"))}  # fmt: skip
+    logp = {}
+    for key, (when, pair) in hours.items():
         scores = score_at(when)[:, cells]
         top2 = np.argsort(-scores, axis=0)[:2]
         wanted = {names.index(p) for p in pair}
@@ -104,13 +105,10 @@ def transient_day_night(score_at, lon, lat, temperature: float = 1.0) -> dict:
         first = np.isin(top2[0], list(wanted))
         out[f"{key}_share"] = float(both.mean()) if len(both) else float("nan")
         out[f"{key}_top1_share"] = float(first.mean()) if len(first) else float("nan")
-        probs[key] = scores
-    # P(class | place, hour) as the class maps give it (softmax at the model's temperature).
-    logp = {k: log_softmax(v / temperature, axis=0) for k, v in probs.items()}
-    for key, pair, mine, other in (("night", ("night", "dark"), "night", "day"),
-                                   ("day", ("daylight", "bright"), "day", "night")):  # fmt: skip
-        rise = np.ones(int(cells.sum()), bool)
-        for p in pair:
-            rise &= logp[mine][names.index(p)] > logp[other][names.index(p)]
-        out[f"{key}_rises_share"] = float(rise.mean()) if len(rise) else float("nan")
+        # P(class | place, hour) as the class maps give it (softmax at the model's temperature).
+        logp[key] = log_softmax(scores / temperature, axis=0)
+    for key, other in (("night", "day"), ("day", "night")):
+        pair = [names.index(p) for p in hours[key][1]]
+        rise = (logp[key][pair] > logp[other][pair]).all(axis=0)
+        out[f"{key}_rises_share"] = float(rise.mean()) if rise.size else float("nan")
     return out

@@ -34,9 +34,6 @@ def batch_rows(seed: int, step: int, n_samples: int, batch_size: int, group: int
     batch of an epoch is dropped (every batch is full, so the queue stays aligned).
     ``group`` > 1: rows come in consecutive groups of that many (e.g. one place at
     several weeks) that always share a batch, so each is a negative of the others."""
-    if group == 1:
-        epoch, k = divmod(step, n_samples // batch_size)
-        return _epoch_order(seed, epoch, n_samples)[k * batch_size : (k + 1) * batch_size].copy()
     if batch_size % group:
         raise ValueError(f"batch_size {batch_size} is not a multiple of the row group {group}")
     per_batch = batch_size // group

@@ -493,7 +493,8 @@ COVER_WEIGHT = 2.0
 HOUR_WEIGHT = 2.0
 # Weight of the rain or snowfall clause, one of up to twelve. The shipped weights were
 # trained with 2; rain maps stayed at a Spearman of ~0.27 with the month's precipitation,
-# as with 1 (docs/atlas-climate-candidate.md).
+# as with 1. The teacher reads WETNESS's phrases out of the rain's order, and a better
+# ladder alone did not help the student either (docs/atlas_rain_ladder.py, candidates 8-10).
 RAIN_WEIGHT = 2.0
 RAIN_PHRASES = frozenset(p for phrases in WETNESS.values() for p in phrases) | frozenset(SNOWFALL)
 # Weight of the warmth clause. The shipped weights were trained with 1; candidates 8

@@ -136,9 +136,9 @@ class AtlasRecipe(PatchRecipe):
                    device: torch.device) -> torch.Tensor | None:  # fmt: skip
         """``anchor_weight`` x mean (1 - cos) to the start's time-free output, over the
         samples that are time-free here (time dropped; imagery and location kept)."""
-        if self.anchors is None or batch["dropouts"].meta:
-            return None
         drop = batch["dropouts"]
+        if self.anchors is None or drop.meta:
+            return None
         rows = torch.from_numpy(drop.time & ~drop.overhead).to(device)
         if not bool(rows.any()):
             return None
