@@ -1,8 +1,9 @@
 """How well the atlas's descriptions themselves can follow rain and heat.
 
 Scores the teacher targets of the descriptions (not the student) of held-out land
-cells against the ERA5 normals, for the shipped rain phrases and for the ladder that
-candidates 8 to 10 were trained with (docs/atlas-climate-candidate.md). A student learns these targets, so their
+cells against the ERA5 normals, for the shipped rain phrases (a ladder, first trained
+in candidates 9 and 10) and for the phrases before it (candidate 6 and earlier;
+docs/atlas-climate-candidate.md). A student learns these targets, so their
 Spearman with the month's precipitation is what the words allow; the student can
 go above it (it is trained to tell descriptions apart, not to copy the targets), but
 a ladder the teacher reads out of order caps it. The rain queries here are not the
@@ -10,7 +11,8 @@ evaluation's (``omnimap.eval.prompts``); the ladder's phrases were chosen on the
 
     python docs/atlas_rain_ladder.py [--rain-weight W] [--warmth-weight W]
 
-The weights apply to the ladder; the shipped phrases are scored at the shipped ones.
+The weights apply to the phrases before the ladder (candidate 6 had 2 and 1); the
+shipped phrases are scored at the shipped weights.
 
 Prints each rain phrase's mean cosine to the queries, then the Spearman table.
 """
@@ -36,17 +38,18 @@ from omnimap.teachers.registry import teacher_from_config
 RAIN_QUERIES = ("drenched by storms", "puddles after a cloudburst", "a soggy, drizzly spell",
                 "umbrellas up in a squall", "the wettest time of year")  # fmt: skip
 TIMES = ("2024-01-15T15:00", "2024-07-15T15:00")
-# The ladder of candidates 9 and 10: ordered by closeness to the rain queries, and
-# free of sun and light words (they are said at every hour; candidate 8's "mostly sunny
-# days" made midnight look like day).
-LADDER = {
-    F.ARID: ["dust blowing over dry ground", "cracked, parched earth", "bone-dry air"],
-    F.LITTLE_RAIN: ["mostly dry days", "dry weather", "a dry spell"],
-    F.USUAL_RAIN: ["changeable skies with some rain", "a shower now and then", "a few showers"],
-    F.RAINY: ["wet, rainy days", "rain on many days", "frequent rain"],
-    F.DELUGE: ["relentless heavy rain", "heavy rain", "pouring rain"],
-    F.DRY_SEASON: ["in the parched season", "during the long dry season", "the dusty dry season"],
-    F.MONSOON: ["in the monsoon rains", "the monsoon, with heavy rain", "in the rainy monsoon season"],
+# The phrases before the ladder (candidate 6 and earlier), which the teacher reads out
+# of the rain's order; the ladder, now describe.WETNESS, was chosen on the queries above
+# and is free of sun and light words (they are said at every hour; candidate 8's
+# "mostly sunny days" made midnight look like day).
+BEFORE = {
+    F.ARID: ["bone-dry air", "parched, dusty ground", "a dry, cloudless sky"],
+    F.LITTLE_RAIN: ["dry weather", "mostly dry days", "dry, clear skies"],
+    F.USUAL_RAIN: ["occasional showers", "a shower now and then", "some rainy spells"],
+    F.RAINY: ["frequent rain", "rainy weather", "regular showers"],
+    F.DELUGE: ["heavy rain", "pouring rain most days", "soaking wet weather"],
+    F.DRY_SEASON: ["in the dry season", "during the long dry season", "in the parched season"],
+    F.MONSOON: ["in the monsoon rains", "during the monsoon", "in the rainy monsoon season"],
 }
 
 
@@ -85,8 +88,8 @@ def ceiling(teacher, layers, lon, lat, queries: np.ndarray) -> list[list[float]]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rain-weight", type=float, default=3.0)
-    ap.add_argument("--warmth-weight", type=float, default=2.0)
+    ap.add_argument("--rain-weight", type=float, default=2.0)
+    ap.add_argument("--warmth-weight", type=float, default=1.0)
     args = ap.parse_args()
     loaded = load_checkpoint("atlas")
     teacher = teacher_from_config(loaded.config["teacher"])
@@ -96,7 +99,7 @@ def main() -> None:
     shipped = {k: list(v) for k, v in D.WETNESS.items()}
     weights = (D.RAIN_WEIGHT, D.WARMTH_WEIGHT)
     print(f"mean cosine of each rain phrase to {len(RAIN_QUERIES)} rain queries (not the evaluation's)")
-    for name, ladder in (("shipped", shipped), ("ladder", LADDER)):
+    for name, ladder in (("shipped", shipped), ("before", BEFORE)):
         for code, phrases in ladder.items():
             cos = teacher.embed("text", phrases) @ rain_q.T
             print(f"  {name:8s} wetness {code}: {cos.mean():.3f}  " + " | ".join(phrases))
@@ -106,7 +109,7 @@ def main() -> None:
     print("| phrases | rain / warmth weight | time | heat | rain (evaluation prompt) | rain (mean of the other queries) |")
     print("|---|---|---|---:|---:|---:|")
     for name, ladder, rw, ww in (("shipped", shipped, *weights),
-                                 ("ladder", LADDER, args.rain_weight, args.warmth_weight)):  # fmt: skip
+                                 ("before", BEFORE, args.rain_weight, args.warmth_weight)):  # fmt: skip
         _use(ladder, rw, ww)
         for when, r in zip(TIMES, ceiling(teacher, layers, lon, lat, queries), strict=True):
             print(f"| {name} | {rw:g} / {ww:g} | {when} | {r[0]:.2f} | {r[1]:.2f} | {np.mean(r[2:]):.2f} |")

@@ -271,3 +271,35 @@ def test_the_warmth_clause_takes_its_own_weight(layers, monkeypatch):
     assert warm and all(data.part_weights[data.parts.index(p)] == 2.5 for p in warm)
     others = [p for p in used if p not in D.WARMTH_PHRASES]
     assert all(data.part_weights[data.parts.index(p)] != 2.5 for p in others)
+
+
+def test_each_timed_description_names_its_rain_and_warmth_clauses_and_codes(layers):
+    data = build_set(layers, 600, seed=6)
+    clause, code = D.clauses_of("rain", data.parts, data.part_index)
+    timed = data.part_index[np.arange(len(data.texts)), data.scene_clauses] >= 0
+    assert timed.all()  # sampled with a time; dropped only in training
+    assert (clause >= 0).all()  # every moment says its rain, dry or wet
+    # The scene sentence alone (the time unknown) has no rain clause.
+    beyond = np.arange(data.part_index.shape[1])[None, :] >= data.scene_clauses[:, None]
+    scene_only = np.where(beyond, -1, data.part_index)
+    assert (D.clauses_of("rain", data.parts, scene_only)[0] == -1).all()
+    first = {}  # the facts of one sample per description
+    for i, t in enumerate(data.text_index):
+        first.setdefault(int(t), i)
+    for t in np.flatnonzero(timed):
+        phrase, i = data.parts[clause[t]], first[int(t)]
+        assert phrase in D.RAIN_PHRASES and phrase in data.texts[t]
+        if phrase in D.SNOWFALL:
+            assert code[t] == D.SNOWFALL_CODE
+        else:
+            assert phrase in D.WETNESS[code[t]] and code[t] == data.facts.wetness[i]
+    clause, code = D.clauses_of("warmth", data.parts, data.part_index)
+    assert (clause >= 0).all()
+    for t in np.flatnonzero(timed):
+        assert data.parts[clause[t]] in D.WARMTH[code[t]] and code[t] == data.facts.warmth[first[int(t)]]
+    clause, code = D.clauses_of("season", data.parts, data.part_index)
+    seasonal = np.isin(data.facts.season[[first[int(t)] for t in range(len(data.texts))]], list(D.SEASON))
+    assert seasonal.any() and (~seasonal).any()  # the tropics have none
+    assert (clause[seasonal] >= 0).all() and (clause[~seasonal] == -1).all()
+    for t in np.flatnonzero(seasonal):
+        assert data.parts[clause[t]] in D.SEASON[code[t]] and code[t] == data.facts.season[first[int(t)]]

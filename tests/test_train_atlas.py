@@ -280,6 +280,55 @@ def test_the_anchor_keeps_the_time_free_map_near_the_starting_model(layers, tiny
     assert np.abs(moved).max() > 1e-3
 
 
+def test_a_clause_loss_pulls_each_output_towards_its_own_clause():
+    from omnimap.train.batches import Dropouts
+
+    recipe = AtlasRecipe(AtlasConfig.from_dict({"rain_loss_weight": 2.0, "clause_loss_temperature": 0.1}))
+    torch.manual_seed(0)
+    rain = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)  # four rain phrases
+    codes = torch.tensor([0, 1, 2, 2, 3, -1])  # two phrasings of code 2; the last: untimed
+    phrase = torch.tensor([0, 1, 2, 3, 0, 0])
+    batch = {"rain_clauses": rain[phrase], "rain_codes": codes}
+    keep = Dropouts(False, np.zeros(6, bool), np.zeros(6, bool))
+    s = torch.nn.functional.normalize(torch.randn(6, 8), dim=1).requires_grad_()
+    loss = recipe._clause_loss("rain", 2.0, s, batch, keep, torch.device("cpu"))
+    loss.backward()
+    moved = torch.nn.functional.normalize(s - 0.5 * s.grad, dim=1).detach()
+    before, after = (s.detach() @ rain.T), (moved @ rain.T)
+    for i in range(5):  # closer to its own phrase, against the phrases of other codes
+        others = [j for j in range(4) if codes[j] != codes[i]]  # phrase j is row j's
+        gain = (after[i, phrase[i]] - after[i, others].mean()) - (before[i, phrase[i]] - before[i, others].mean())
+        assert gain > 0, i
+    assert s.grad[5].abs().max() == 0  # no rain clause: untouched
+    # The same code's other phrasing is not a negative: rows 2 and 3 agree, so with
+    # only them and a row of another code the loss is that of two-way choices.
+    both = recipe._clause_loss("rain", 2.0, rain[[2, 3, 0]],
+                               {"rain_clauses": rain[[2, 3, 0]], "rain_codes": torch.tensor([2, 2, 0])},
+                               Dropouts(False, np.zeros(3, bool), np.zeros(3, bool)), torch.device("cpu"))  # fmt: skip
+    logits = 10.0 * rain[[2, 3, 0]] @ rain[[2, 3, 0]].T
+    want = [torch.log1p(torch.exp(logits[0, 2] - logits[0, 0])), torch.log1p(torch.exp(logits[1, 2] - logits[1, 1])),
+            torch.log(1 + torch.exp(logits[2, 0] - logits[2, 2]) + torch.exp(logits[2, 1] - logits[2, 2]))]  # fmt: skip
+    torch.testing.assert_close(both, 2.0 * torch.stack(want).mean())
+    # Samples whose time is dropped, or a batch without place and time, add nothing.
+    timeless = Dropouts(False, np.ones(6, bool), np.zeros(6, bool))
+    assert recipe._clause_loss("rain", 2.0, s, batch, timeless, torch.device("cpu")) is None
+    assert recipe.extra_loss(s, {}, {**batch, "dropouts": Dropouts(True, keep.time, keep.overhead)},
+                             torch.device("cpu")) is None  # fmt: skip
+
+
+def test_an_atlas_trains_with_the_clause_losses(layers, tiny_teacher_dir, tmp_path):
+    recipe = AtlasRecipe(_tiny(tiny_teacher_dir, rain_loss_weight=1.0, warmth_loss_weight=0.5,
+                               season_loss_weight=0.5), layers)  # fmt: skip
+    result = train(recipe, tmp_path / "run", progress=False)
+    assert set(recipe.clauses) == {"rain", "warmth", "season"}
+    for vectors, codes in recipe.clauses.values():
+        assert vectors.shape == (len(recipe.data.texts), recipe.teacher.dim)
+        timed = codes >= 0
+        assert timed.any() and torch.allclose(vectors[timed].norm(dim=1), torch.ones(int(timed.sum())), atol=1e-4)
+        assert (vectors[~timed] == 0).all()
+    assert np.isfinite(result.history[-1]["loss"])
+
+
 def test_a_grown_dynamic_encoder_starts_as_the_one_it_grew_from():
     from omnimap.models.dynamic import DynamicEncoder
 
@@ -297,7 +346,11 @@ def test_a_grown_dynamic_encoder_starts_as_the_one_it_grew_from():
     [({"freeze_overhead": True}, "freeze_overhead needs init_from"),
      ({"dynamic_hidden": 0}, "dynamic_hidden must be at least 1"),
      ({"anchor_weight": 1.0}, "anchor_weight needs init_from"),
-     ({"anchor_weight": -1.0, "init_from": "atlas"}, "anchor_weight must be at least 0")],
+     ({"anchor_weight": -1.0, "init_from": "atlas"}, "anchor_weight must be at least 0"),
+     ({"rain_loss_weight": -1.0}, "season_loss_weight must be at least 0"),
+     ({"warmth_loss_weight": -1.0}, "season_loss_weight must be at least 0"),
+     ({"season_loss_weight": -1.0}, "season_loss_weight must be at least 0"),
+     ({"clause_loss_temperature": 0.0}, "clause_loss_temperature must be above 0")],
 )  # fmt: skip
 def test_fine_tuning_options_are_checked(options, fragment):
     with pytest.raises(InputError, match=fragment):

@@ -162,6 +162,21 @@ class AtlasConfig(TrainConfig):
     # 1 - cos(the time-free output, the starting model's time-free output), so the
     # fine-tuned map of what a place is stays where the start had it (0: off).
     anchor_weight: float = 0.0
+    # Losses on one clause alone, each times its weight: the student's output against
+    # each sample's rain (or snowfall), warmth or season phrase, the batch's phrases
+    # of other codes its negatives. One clause of twelve in the description target is
+    # too faint for the student to follow rain (candidates 8-10 in
+    # docs/atlas-climate-candidate.md); a rain loss alone then pulls from warmth.
+    rain_loss_weight: float = 0.0
+    warmth_loss_weight: float = 0.0
+    season_loss_weight: float = 0.0
+    clause_loss_temperature: float = 0.05
+
+    def clause_loss_weights(self) -> dict[str, float]:
+        """The clause losses that are on, by clause kind."""
+        weights = {"rain": self.rain_loss_weight, "warmth": self.warmth_loss_weight,
+                   "season": self.season_loss_weight}  # fmt: skip
+        return {kind: w for kind, w in weights.items() if w > 0}
 
     def first_restart_period(self) -> int:
         return self.restart_period or max(1, (self.steps - self.warmup_steps) // ATLAS_CYCLES)
@@ -181,6 +196,10 @@ class AtlasConfig(TrainConfig):
             (self.anchor_weight >= 0, f"anchor_weight must be at least 0, got {self.anchor_weight}"),
             (self.init_from is not None or self.anchor_weight == 0,
              "anchor_weight needs init_from (a trained model whose time-free output to keep)"),
+            (min(self.rain_loss_weight, self.warmth_loss_weight, self.season_loss_weight) >= 0,
+             "rain_loss_weight, warmth_loss_weight and season_loss_weight must be at least 0"),
+            (self.clause_loss_temperature > 0,
+             f"clause_loss_temperature must be above 0, got {self.clause_loss_temperature}"),
         ]  # fmt: skip
 
     def validate(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnimap.datasets.atlas.describe import describe_with_parts, target_vectors
+from omnimap.datasets.atlas.describe import clauses_of, describe_with_parts, target_vectors
 from omnimap.datasets.atlas.facts import Facts, compute_facts
 from omnimap.datasets.atlas.layers import GroundLayers
 from omnimap.datasets.atlas.sampling import sample_points, sample_times
@@ -60,6 +60,15 @@ class AtlasSet:
         says when the time is unknown."""
         parts = teacher.embed("text", self.parts)  # cached by the embedding store
         return target_vectors(parts, self.part_index, self.part_weights, self.scene_clauses)
+
+    def clause_vectors(self, teacher, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """((len(texts), D) teacher vector of each description's ``kind`` clause ("rain":
+        rain or snowfall, "warmth"), zero where it has none; (len(texts),) the code it
+        says, -1 none)."""
+        clause, code = clauses_of(kind, self.parts, self.part_index)
+        parts = teacher.embed("text", self.parts)  # cached by the embedding store
+        vectors = np.concatenate([np.asarray(parts, np.float32), np.zeros((1, parts.shape[1]), np.float32)])
+        return vectors[clause], code
 
 
 def build_set(

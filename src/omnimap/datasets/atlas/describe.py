@@ -259,16 +259,19 @@ WARMTH = {
 }
 WETNESS = {
     # Dryness in words of dryness: the text teacher barely reads negation, so "hardly
-    # any rain" would sit beside "heavy rain" and invert every rain map.
-    F.ARID: ["bone-dry air", "parched, dusty ground", "a dry, cloudless sky"],
-    F.LITTLE_RAIN: ["dry weather", "mostly dry days", "dry, clear skies"],
+    # any rain" would sit beside "heavy rain" and invert every rain map. Each rung is
+    # nearer rain queries than the one below for the teacher (docs/atlas_rain_ladder.py,
+    # on queries that are not the evaluation's), and none speaks of sun or light: these
+    # are said at every hour.
+    F.ARID: ["dust blowing over dry ground", "cracked, parched earth", "bone-dry air"],
+    F.LITTLE_RAIN: ["mostly dry days", "dry weather", "a dry spell"],
     # Said, not left out: a month of ordinary rain must sit between the dry and the
-    # wet ones for the teacher, or "dry weather" ends up nearer any rain query.
-    F.USUAL_RAIN: ["occasional showers", "a shower now and then", "some rainy spells"],
-    F.RAINY: ["frequent rain", "rainy weather", "regular showers"],
-    F.DELUGE: ["heavy rain", "pouring rain most days", "soaking wet weather"],
-    F.DRY_SEASON: ["in the dry season", "during the long dry season", "in the parched season"],
-    F.MONSOON: ["in the monsoon rains", "during the monsoon", "in the rainy monsoon season"],
+    # wet ones for the teacher.
+    F.USUAL_RAIN: ["changeable skies with some rain", "a shower now and then", "a few showers"],
+    F.RAINY: ["wet, rainy days", "rain on many days", "frequent rain"],
+    F.DELUGE: ["relentless heavy rain", "heavy rain", "pouring rain"],
+    F.DRY_SEASON: ["in the parched season", "during the long dry season", "the dusty dry season"],
+    F.MONSOON: ["in the monsoon rains", "the monsoon, with heavy rain", "in the rainy monsoon season"],
 }
 SNOWFALL = ["frequent snowfall", "snow falling often", "heavy snowfalls"]
 ALTITUDE = {
@@ -491,16 +494,40 @@ COVER_WEIGHT = 2.0
 # Weight of the hour clause: light or darkness is what an observer notices first of a
 # moment; the season and the warmth count once each.
 HOUR_WEIGHT = 2.0
-# Weight of the rain or snowfall clause, one of up to twelve. The shipped weights were
-# trained with 2; rain maps stayed at a Spearman of ~0.27 with the month's precipitation,
-# as with 1. The teacher reads WETNESS's phrases out of the rain's order, and a better
-# ladder alone did not help the student either (docs/atlas_rain_ladder.py, candidates 8-10).
-RAIN_WEIGHT = 2.0
+# Weight of the rain or snowfall clause, one of up to twelve (2 before candidate 11).
+# Weight alone, with 1 to 3, left rain maps at a Spearman of ~0.3 with the month's
+# precipitation; the loss on the clause alone (``AtlasConfig.rain_loss_weight``) is what
+# makes the student follow it (docs/atlas-climate-candidate.md).
+RAIN_WEIGHT = 3.0
 RAIN_PHRASES = frozenset(p for phrases in WETNESS.values() for p in phrases) | frozenset(SNOWFALL)
 # Weight of the warmth clause. The shipped weights were trained with 1; candidates 8
 # and 9 tried 2, candidate 10 tried 3 (docs/atlas-climate-candidate.md).
 WARMTH_WEIGHT = 1.0
 WARMTH_PHRASES = frozenset(p for phrases in WARMTH.values() for p in phrases)
+# The code each rain or snowfall clause says (snowfall: a code of its own), each warmth
+# and each season clause, for the recipe's losses on those clauses alone
+# (``AtlasConfig.rain_loss_weight``, ``warmth_loss_weight``, ``season_loss_weight``).
+SNOWFALL_CODE = 100
+CLAUSE_CODES = {
+    "rain": {p: code for code, phrases in WETNESS.items() for p in phrases}
+    | {p: SNOWFALL_CODE for p in SNOWFALL},
+    "warmth": {p: code for code, phrases in WARMTH.items() for p in phrases},
+    "season": {p: code for code, phrases in SEASON.items() for p in phrases},
+}
+
+
+def clauses_of(kind: str, parts: list[str], part_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((len(part_index),) clause id of each description's ``kind`` clause (a key of
+    CLAUSE_CODES), and the code it says); -1 where a description has none (the time
+    unknown; no season in the tropics)."""
+    codes_of = CLAUSE_CODES[kind]
+    code_of_part = np.array([codes_of.get(p, -1) for p in parts] + [-1], np.int64)
+    codes = code_of_part[part_index]  # -1 pads pick the trailing -1
+    has = codes >= 0
+    column = has.argmax(axis=1)
+    rows = np.arange(len(part_index))
+    clause = np.where(has.any(axis=1), part_index[rows, column], -1)
+    return clause, np.where(clause >= 0, codes[rows, column], -1)
 
 
 def target_vectors(

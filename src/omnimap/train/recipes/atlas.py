@@ -37,6 +37,7 @@ from omnimap.teachers.base import Teacher
 from omnimap.teachers.registry import get_teacher
 from omnimap.train.config import AtlasConfig
 from omnimap.train.distributed import World, main_first
+from omnimap.train.losses import queue_infonce
 from omnimap.train.recipes.patches import PatchRecipe
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ class AtlasRecipe(PatchRecipe):
         _, fact_ids = np.unique(self.data.facts.matrix(), axis=0, return_inverse=True)
         self.label_table = torch.stack([self.text_index, torch.from_numpy(fact_ids.ravel())], dim=1)
         self.anchors = self._start_time_free() if cfg.anchor_weight > 0 else None
+        self.clauses: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for kind in cfg.clause_loss_weights():
+            vectors, codes = main_first(world, lambda k=kind: self.data.clause_vectors(self.teacher, k))
+            self.clauses[kind] = (torch.from_numpy(vectors), torch.from_numpy(codes))
         return len(self.data)
 
     def _start_time_free(self) -> torch.Tensor:
@@ -130,14 +135,27 @@ class AtlasRecipe(PatchRecipe):
                "time_free_targets": self.scene_vectors[self.text_index[rows]]}  # fmt: skip
         if self.anchors is not None:
             out["anchors"] = self.anchors[rows]
+        texts = self.text_index[rows]
+        for kind, (vectors, codes) in self.clauses.items():
+            out[f"{kind}_clauses"], out[f"{kind}_codes"] = vectors[texts], codes[texts]
         return out
 
     def extra_loss(self, s: torch.Tensor, heads: dict, batch: dict,
                    device: torch.device) -> torch.Tensor | None:  # fmt: skip
+        """The anchor term and the clause terms, where configured (None: none)."""
+        drop = batch["dropouts"]
+        if drop.meta:  # neither place nor time: nothing to anchor, no weather to know
+            return None
+        terms = [self._anchor_loss(s, batch, drop, device)]
+        terms += [self._clause_loss(kind, w, s, batch, drop, device)
+                  for kind, w in self.cfg.clause_loss_weights().items()]  # fmt: skip
+        terms = [t for t in terms if t is not None]
+        return sum(terms) if terms else None
+
+    def _anchor_loss(self, s, batch, drop, device) -> torch.Tensor | None:
         """``anchor_weight`` x mean (1 - cos) to the start's time-free output, over the
         samples that are time-free here (time dropped; imagery and location kept)."""
-        drop = batch["dropouts"]
-        if self.anchors is None or drop.meta:
+        if self.anchors is None:
             return None
         rows = torch.from_numpy(drop.time & ~drop.overhead).to(device)
         if not bool(rows.any()):
@@ -145,6 +163,18 @@ class AtlasRecipe(PatchRecipe):
         anchors = batch["anchors"].to(device, torch.float32)[rows]
         distance = 1.0 - torch.nn.functional.cosine_similarity(s[rows], anchors, dim=1)
         return self.cfg.anchor_weight * distance.mean()
+
+    def _clause_loss(self, kind: str, weight: float, s, batch, drop, device) -> torch.Tensor | None:
+        """``weight`` x the cross-entropy of each timed sample's output against its own
+        ``kind`` clause among the batch's, at ``clause_loss_temperature``; clauses
+        saying the same code are not negatives."""
+        codes = batch[f"{kind}_codes"].to(device)
+        rows = torch.from_numpy(~drop.time).to(device) & (codes >= 0)
+        if int(rows.sum()) < 2:
+            return None
+        scale = torch.tensor(1.0 / self.cfg.clause_loss_temperature, device=device)
+        loss = queue_infonce(s[rows], batch[f"{kind}_clauses"].to(device)[rows], codes[rows], scale)
+        return weight * loss
 
     def time_free_targets(self, batch: dict, device: torch.device) -> torch.Tensor:
         return batch["time_free_targets"].to(device)
