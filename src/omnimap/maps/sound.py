@@ -137,9 +137,7 @@ def listen(engine: MapEngine, lon: float, lat: float, when: When | None, k: int 
     s = place_embedding(engine, lon, lat, when)
     labels = teacher.labels
     species = np.array([i for i in range(len(labels)) if labels[i].is_species])
-    vectors = teacher.compose(len(species), biophony=teacher.species_matrix[species],
-                      taxon=teacher.taxon_matrix[species])  # fmt: skip
-    scores = cosine_scores(s, vectors).ravel()
+    scores = cosine_scores(s, teacher.species_vectors(species)).ravel()
     top = species[np.argsort(-scores, kind="stable")[:k]]
     week = week_of(when.dt.date()) if when is not None else -1
     probs = (meta or BirdNetMeta()).occurrence(lon, lat, week, species=top.tolist())[0]
