@@ -97,6 +97,17 @@ def _start(t: dict) -> str:
     return f"starting from the model {t['init_from']}{frozen}{anchored}"
 
 
+def _clause_losses(t: dict) -> str:
+    """The losses on one clause alone, as the card's loss line says them (or "")."""
+    kinds = [(k, t.get(f"{k}_loss_weight") or 0) for k in ("rain", "warmth", "season")]
+    on = [f"{k} {w:g}" for k, w in kinds if w > 0]
+    if not on:
+        return ""
+    return ("; plus, per clause kind, the output against its own clause among the batch's "
+            f"(other codes the negatives; temperature {t.get('clause_loss_temperature', 0.05):g}), "
+            f"weighted {', '.join(on)}")
+
+
 def _dynamic_inputs(config: dict) -> str:
     if config.get("dynamic", {}).get("climate"):
         return ("12 sin/cos values of place and time + 5 climate values: annual mean temperature and "
@@ -165,7 +176,7 @@ def render_card(config: dict, metrics: dict) -> str:
         f"- Data: {t['samples']:,} samples (uniform on the sphere, ocean thinned to 15%, 10% near populated places), "
         f"{t['distinct_descriptions']:,} distinct descriptions, {t['phrasings']} phrasings per fact set.",
         f"- Loss: InfoNCE against [batch | queue of {t['queue_size']:,}], learnable temperature from {t['init_temperature']} "
-        f"(final {config['temperature']:.4f}); same description or same facts are never negatives.",
+        f"(final {config['temperature']:.4f}); same description or same facts are never negatives{_clause_losses(t)}.",
         f"- Dropouts: metadata {t['meta_dropout']} per batch (Sat2Cap), time {t['time_dropout']} and imagery "
         f"{t['overhead_dropout']} per sample, so one model serves every ablation and the time-free map.",
         f"- AdamW lr {t['lr']} ({_start(t)}), betas {tuple(t['betas'])}, eps {t['eps']}, weight decay {t['weight_decay']}; "
