@@ -63,8 +63,8 @@ class AtlasSet:
 
     def clause_vectors(self, teacher, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """((len(texts), D) teacher vector of each description's ``kind`` clause ("rain":
-        rain or snowfall, "warmth"), zero where it has none; (len(texts),) the code it
-        says, -1 none)."""
+        rain or snowfall, "warmth", "season"), zero where it has none; (len(texts),) the
+        code it says, -1 none)."""
         clause, code = clauses_of(kind, self.parts, self.part_index)
         parts = teacher.embed("text", self.parts)  # cached by the embedding store
         vectors = np.concatenate([np.asarray(parts, np.float32), np.zeros((1, parts.shape[1]), np.float32)])

@@ -10,7 +10,9 @@ sentence (time, season, weather), and its target is the normalised sum of their
 embeddings; a sample whose time input is dropped learns the scene sentence alone.
 Climate normals and elevation are also inputs of the dynamic encoder. Student: a patch CNN over the Blue Marble patch + the
 dynamic encoder. Samples with the same description or the same facts are not
-negatives of each other. Augmentation: a random shift of the patch by up to ``jitter``
+negatives of each other. Optional losses on one clause alone (rain, warmth, season:
+each sample's output against its own phrase among the batch's) make the student follow
+what one clause of twelve says; each rank scores its own rows. Augmentation: a random shift of the patch by up to ``jitter``
 pixels, per sample.
 """
 
