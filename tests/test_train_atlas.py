@@ -317,6 +317,10 @@ def test_a_clause_loss_pulls_each_output_towards_its_own_clause():
 
 
 def test_an_atlas_trains_with_the_clause_losses(layers, tiny_teacher_dir, tmp_path):
+    from omnimap.datasets.atlas.describe import CLAUSE_CODES
+
+    every = AtlasConfig(rain_loss_weight=1.0, warmth_loss_weight=1.0, season_loss_weight=1.0)
+    assert set(every.clause_loss_weights()) == set(CLAUSE_CODES)  # one option per clause kind
     recipe = AtlasRecipe(_tiny(tiny_teacher_dir, rain_loss_weight=1.0, warmth_loss_weight=0.5,
                                season_loss_weight=0.5), layers)  # fmt: skip
     result = train(recipe, tmp_path / "run", progress=False)

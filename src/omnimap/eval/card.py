@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnimap.core.fileio import write_text_atomic
+from omnimap.datasets.atlas.describe import CLAUSE_CODES
 from omnimap.eval.prompts import LAND_COVER_PROMPTS
 
 LIMITS = """\
@@ -99,7 +100,7 @@ def _start(t: dict) -> str:
 
 def _clause_losses(t: dict) -> str:
     """The losses on one clause alone, as the card's loss line says them (or "")."""
-    kinds = [(k, t.get(f"{k}_loss_weight") or 0) for k in ("rain", "warmth", "season")]
+    kinds = [(k, t.get(f"{k}_loss_weight") or 0) for k in CLAUSE_CODES]
     on = [f"{k} {w:g}" for k, w in kinds if w > 0]
     if not on:
         return ""
